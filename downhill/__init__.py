@@ -1,0 +1,22 @@
+"""downhill: minimize scalar PyTensor losses with stochastic gradient methods.
+
+The three ways in: :func:`minimize` (one call), :meth:`Optimizer.iterate`
+(a loop you drive), and :meth:`Optimizer.get_updates` (update pairs for your
+own ``pytensor.function``).
+"""
+
+from . import logs
+from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
+from .base import Optimizer, algorithms, build
+from .dataset import Dataset
+from .first_order import NAG, SGD
+from .minimize import minimize
+
+__version__ = '0.6.0'
+
+__all__ = [
+    'ADADELTA', 'ADAGRAD', 'Adam', 'Dataset', 'ESGD', 'NAG', 'Optimizer', 'RMSProp', 'RProp',
+    'SGD', 'algorithms', 'build', 'minimize', '__version__',
+]
+
+logs.install_default_handler()

@@ -1,0 +1,704 @@
+"""The Optimizer base class: building, compiling and running an update step.
+
+An algorithm (a subclass) only says how to turn one parameter's gradient into
+a step, in :meth:`Optimizer._get_updates_for`. This class does everything
+else: finding parameters and inputs, gradients and their clipping, momentum,
+compiling, feeding data, monitoring, early stopping and logging.
+"""
+
+import collections
+import logging
+import math
+import time
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.graph.basic import Constant, Variable
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.tensor.sharedvar import TensorSharedVariable
+
+from . import graph, hyperparams, transforms
+from .dataset import as_dataset
+from .logs import IMPROVED, Progress, format_monitors
+
+log = logging.getLogger('downhill')
+
+#: Keywords of the training loop; accepted (and ignored) by get_updates too.
+LOOP_KEYWORDS = ('patience', 'validate_every', 'min_improvement', 'max_updates', 'batch_size')
+#: Old names of ``max_gradient_elem``.
+CLIP_SYNONYMS = ('max_gradient_clip', 'gradient_clip')
+
+_REGISTRY = {}
+
+
+def _algorithm_key(name):
+    return name.lower().replace('-', '').replace('_', '')
+
+
+def algorithms():
+    """Registered algorithm names mapped to their classes, sorted by name."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
+          monitor_gradients=False, mode=None):
+    """Construct an optimizer by name.
+
+    Parameters
+    ----------
+    algo : str or Optimizer subclass
+        The algorithm, by name (case-insensitive): ``'sgd'``, ``'nag'``,
+        ``'rprop'``, ``'rmsprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``,
+        ``'adam'``, or the lower-cased name of any subclass of
+        :class:`Optimizer`.
+    loss : scalar PyTensor expression
+        The loss to minimize.
+    params : list of shared variables, optional
+        What to optimize. Default: every float shared variable the loss
+        depends on (except those that ``updates`` update).
+    inputs : list of symbolic variables, optional
+        The loss's data inputs, in the order batches give their arrays.
+        Default: every non-shared, non-constant root of the loss (and
+        monitors), in graph order; pass it explicitly when there are several.
+    updates : sequence of (shared, expression) pairs or dict, optional
+        Extra updates compiled into every training step (internal state of
+        the loss).
+    monitors : dict or sequence of (name, scalar expression) pairs, optional
+        Values to compute at every step and validation, after ``'loss'``.
+    monitor_gradients : bool, optional
+        Add ``grad(NAME)``, the squared L2 norm of each parameter's gradient.
+    mode : str or pytensor Mode, optional
+        The compile mode (default: PyTensor's configured mode).
+
+    Returns
+    -------
+    Optimizer
+    """
+    return Optimizer.build(algo, loss, params=params, inputs=inputs, updates=updates,
+                           monitors=monitors, monitor_gradients=monitor_gradients, mode=mode)
+
+
+class Optimizer:
+    """Computes updates that iteratively minimize a loss, and runs them.
+
+    Subclasses implement :meth:`_get_updates_for` and, for their own
+    hyperparameters, :meth:`_prepare`. A subclass is registered under its
+    lower-cased class name, so ``build('myalgo', ...)`` finds
+    ``class MyAlgo(downhill.Optimizer)``.
+
+    Parameters are those of :func:`downhill.build`.
+    """
+
+    #: The Python attributes (set in ``_prepare``) that change the shape of the
+    #: update graph. A compiled step is reused when these (and the structural
+    #: choices of the base class) are unchanged; numeric hyperparameters live in
+    #: shared variables and never force a recompile. ``None`` (the default for
+    #: user subclasses, whose ``_prepare`` may bake anything into the graph)
+    #: means: compile anew on every call.
+    _graph_attrs = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        key = _algorithm_key(cls.__name__)
+        old = _REGISTRY.get(key)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            log.warning('algorithm %r: %s.%s replaces %s.%s', key, cls.__module__,
+                        cls.__qualname__, old.__module__, old.__qualname__)
+        _REGISTRY[key] = cls
+
+    @staticmethod
+    def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
+              monitor_gradients=False, mode=None):
+        """Construct an optimizer by name; see :func:`downhill.build`."""
+        if isinstance(algo, type) and issubclass(algo, Optimizer):
+            cls = algo
+        elif isinstance(algo, str):
+            cls = _REGISTRY.get(_algorithm_key(algo))
+            if cls is None:
+                raise ValueError(f'unknown algorithm {algo!r}; valid names: {", ".join(sorted(_REGISTRY))}')
+        else:
+            raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
+        return cls(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
+                   monitor_gradients=monitor_gradients, mode=mode)
+
+    def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
+                 monitor_gradients=False, mode=None):
+        graph.check_loss(loss)
+        self._loss = loss
+        self._mode = mode
+        self._updates = self._check_updates(updates)
+        self._params = self._check_params(loss, params, [v for v, _ in self._updates])
+        self._monitor_names, monitor_exprs = self._check_monitors(monitors)
+        self._monitor_exprs = [loss] + monitor_exprs
+        self._inputs = self._check_inputs(inputs, self._monitor_exprs)
+        self._grads = pytensor.grad(loss, self._params)
+        self._raw_grads = dict(zip(self._params, self._grads))
+        if monitor_gradients:
+            unnamed = 0
+            for param, grad in zip(self._params, self._grads):
+                name = param.name
+                if not name:
+                    name = f'unnamed{unnamed}'
+                    unnamed += 1
+                    log.info('parameter %s has no name; its gradient monitor is grad(%s)', param, name)
+                self._monitor_names.append(f'grad({name})')
+                self._monitor_exprs.append(pt.sqr(grad).sum())
+        self._hypers = {}           # name -> float64 shared scalar
+        self._states = {}           # (param, name) -> shared state variable
+        self._state_inits = {}      # (param, name) -> initial fill value (or callable)
+        self._step_fns = {}         # graph key -> compiled training step
+        self._eval_fn = None
+        self._best_params = [p.get_value() for p in self._params]
+        self._prepare()
+
+    # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _check_updates(updates):
+        pairs = list(updates.items()) if isinstance(updates, dict) else list(updates or ())
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                raise TypeError(f'updates[{i}] must be a (shared variable, expression) pair, got {pair!r}')
+            if not isinstance(pair[0], SharedVariable):
+                raise TypeError(f'updates[{i}]: {pair[0]!r} is not a shared variable')
+        return [tuple(p) for p in pairs]
+
+    @staticmethod
+    def _check_params(loss, params, updated):
+        if params is None:
+            params = graph.find_params(loss, exclude=updated)
+            if not params:
+                raise ValueError(
+                    'the loss depends on no float shared variables to optimize; create the '
+                    'parameters with pytensor.shared(...) or pass params=[...]')
+            return params
+        if isinstance(params, Variable):
+            params = [params]
+        params = list(params)
+        if not params:
+            raise ValueError('params is empty: there is nothing to optimize')
+        roots = set(graph._compat.graph_inputs([loss]))
+        for i, p in enumerate(params):
+            if not isinstance(p, TensorSharedVariable):
+                raise TypeError(
+                    f'params[{i}] ({graph.describe(p)}) is a {type(p).__name__}, not a shared '
+                    'variable; parameters must be created with pytensor.shared(...)')
+            if not str(p.dtype).startswith('float'):
+                raise TypeError(f'params[{i}] ({graph.describe(p)}) has dtype {p.dtype}; '
+                                'only float32/float64 parameters can be optimized')
+            if p not in roots:
+                raise ValueError(f'params[{i}] ({graph.describe(p)}) does not affect the loss, '
+                                 'so it has no gradient')
+            if any(p is q for q in params[:i]):
+                raise ValueError(f'params[{i}] ({graph.describe(p)}) is listed twice')
+        return params
+
+    @staticmethod
+    def _check_monitors(monitors):
+        pairs = list(monitors.items()) if isinstance(monitors, dict) else list(monitors or ())
+        names, exprs = ['loss'], []
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                raise TypeError(f'monitors[{i}] must be a (name, expression) pair, got {pair!r}')
+            name, expr = pair
+            if not isinstance(name, str):
+                raise TypeError(f'monitors[{i}]: the name must be a str, got {name!r}')
+            if name in names:
+                raise ValueError(f'monitor name {name!r} is used twice')
+            if isinstance(expr, (int, float, np.number)):
+                expr = pt.constant(expr)
+            if not isinstance(expr, Variable) or getattr(expr.type, 'ndim', None) != 0:
+                raise ValueError(f'monitor {name!r} must be a scalar expression, got {expr!r}')
+            names.append(name)
+            exprs.append(expr)
+        return names, exprs
+
+    @staticmethod
+    def _check_inputs(inputs, outputs):
+        found = []
+        for expr in outputs:
+            for var in graph.find_inputs(expr):
+                if var not in found:
+                    found.append(var)
+        if inputs is None:
+            if len(found) > 1:
+                log.warning('found inputs %s by walking the graph; pass inputs=[...] to fix the '
+                            'order in which batches give their arrays',
+                            ', '.join(graph.describe(v) for v in found))
+            return found
+        if isinstance(inputs, Variable):
+            inputs = [inputs]
+        inputs = list(inputs)
+        for i, var in enumerate(inputs):
+            if not isinstance(var, Variable) or isinstance(var, (SharedVariable, Constant)):
+                raise TypeError(f'inputs[{i}] must be a symbolic input variable (e.g. pt.matrix()), '
+                                f'got {type(var).__name__} {var!r}')
+        missing = [v for v in found if v not in inputs]
+        if missing:
+            raise ValueError(f'the loss or monitors need inputs that are not in inputs=: '
+                             f'{", ".join(graph.describe(v) for v in missing)}')
+        return inputs
+
+    # --------------------------------------------------------- hyperparameters
+
+    def _valid_keywords(self):
+        import inspect
+        names = set(LOOP_KEYWORDS) | set(CLIP_SYNONYMS) | {'reset'}
+        for klass in type(self).__mro__:
+            prepare = klass.__dict__.get('_prepare')
+            if prepare is not None:
+                for p in inspect.signature(prepare).parameters.values():
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != 'self':
+                        names.add(p.name)
+        return names
+
+    def _set_hyper(self, name, value):
+        """Hold a numeric hyperparameter in a float64 shared scalar named ``name``.
+
+        The compiled step reads the shared value, so changing it never
+        recompiles; each parameter sees it cast to its own dtype.
+        """
+        var = self._hypers.get(name)
+        if var is None:
+            var = self._hypers[name] = pytensor.shared(np.float64(value), name=name)
+        else:
+            var.set_value(np.float64(value))
+        setattr(self, name, var)
+        return var
+
+    def _hyper(self, name, param):
+        """The hyperparameter ``name`` as a scalar of ``param``'s dtype."""
+        return transforms.as_dtype(self._hypers[name], param.dtype)
+
+    def _prepare(self, learning_rate=1e-4, momentum=0, nesterov=False,
+                 max_gradient_norm=0, max_gradient_elem=0, **unknown):
+        """Set the hyperparameters common to every algorithm.
+
+        Subclasses read their own keywords in their own ``_prepare`` and pass
+        the rest on; whatever reaches this method unread is an error.
+        """
+        for old in CLIP_SYNONYMS:
+            if old in unknown:
+                value = unknown.pop(old)
+                if not max_gradient_elem:
+                    max_gradient_elem = value
+        hyperparams.reject_unknown(f'{type(self).__name__}', unknown, self._valid_keywords())
+        self._set_hyper('learning_rate', hyperparams.number('learning_rate', learning_rate, low=0))
+        self.momentum = hyperparams.number('momentum', momentum, low=0)
+        hyperparams.warn_if(self.momentum >= 1, 'momentum=%s >= 1 makes the velocity grow without '
+                            'bound', self.momentum)
+        self._set_hyper('_momentum', self.momentum)
+        self.nesterov = hyperparams.flag('nesterov', nesterov)
+        self.max_gradient_norm = hyperparams.number('max_gradient_norm', max_gradient_norm, low=0)
+        self.max_gradient_elem = hyperparams.number('max_gradient_elem', max_gradient_elem, low=0)
+        self._set_hyper('_max_gradient_norm', self.max_gradient_norm)
+        self._set_hyper('_max_gradient_elem', self.max_gradient_elem)
+
+    def _graph_key(self):
+        """What the shape of the update graph depends on (see ``_graph_attrs``)."""
+        if self._graph_attrs is None:
+            return object()  # never equal to another: always compile anew
+        return (self.momentum != 0, self.nesterov, self.max_gradient_elem > 0,
+                self.max_gradient_norm > 0,
+                tuple(getattr(self, a) for a in self._graph_attrs))
+
+    # ------------------------------------------------------------------- state
+
+    def _state(self, param, name, init=0.0, shape=None):
+        """A shared variable of algorithm state for ``param``, created once.
+
+        Its value starts as (and :meth:`reset_state` sets it to) ``init``, a
+        number or a callable returning one, broadcast to ``param``'s shape (or
+        ``shape``). The same variable is returned on every call, so state
+        carries over between calls of :meth:`iterate`.
+        """
+        key = (param, name)
+        var = self._states.get(key)
+        if var is None:
+            if shape is None:
+                shape = param.get_value(borrow=True).shape
+                static = param.type.shape
+            else:
+                static = tuple(shape)
+            value = np.full(shape, init() if callable(init) else init, dtype=param.dtype)
+            var = pytensor.shared(value, name=f'{param.name or "param"}.{name}', shape=static)
+            self._states[key] = var
+            self._state_inits[key] = init
+        return var
+
+    def reset_state(self):
+        """Set every piece of algorithm state (moments, velocities, counters) to its start."""
+        for key, var in self._states.items():
+            init = self._state_inits[key]
+            old = var.get_value(borrow=True)
+            var.set_value(np.full(old.shape, init() if callable(init) else init, dtype=old.dtype))
+
+    # ----------------------------------------------------------------- updates
+
+    def _differentiate(self):
+        """Each parameter with its gradient, clipped or rescaled as configured."""
+        for param, grad in zip(self._params, self._grads):
+            if self.max_gradient_elem > 0:
+                grad = transforms.clip_gradient_elements(grad, self._hyper('_max_gradient_elem', param))
+            elif self.max_gradient_norm > 0:
+                grad = transforms.rescale_gradient_norm(grad, self._hyper('_max_gradient_norm', param))
+            yield param, grad
+
+    def get_updates(self, **kwargs):
+        """The (shared variable, expression) pairs of one optimization step.
+
+        Keyword arguments set hyperparameters, as for :meth:`iterate`. The
+        pairs can be compiled into any function, e.g.
+        ``pytensor.function([x], loss, updates=opt.get_updates(learning_rate=0.1))``.
+
+        Numeric hyperparameters are read from shared variables held by this
+        optimizer: a later call that changes them changes them for every
+        function compiled from this optimizer's updates.
+
+        Returns
+        -------
+        list of (shared variable, expression) pairs
+        """
+        for name in LOOP_KEYWORDS:
+            kwargs.pop(name, None)
+        kwargs.pop('reset', None)
+        self._prepare(**kwargs)
+        return self._build_updates()
+
+    def _build_updates(self):
+        pairs = []
+        for param, grad in self._differentiate():
+            for var, expr in self._get_updates_for(param, grad):
+                if var is not param:
+                    pairs.append((var, _as_type(expr, var)))
+                    continue
+                step = _as_type(expr, param)
+                if self.momentum == 0:
+                    pairs.append((param, param - step))
+                    continue
+                velocity = self._state(param, 'velocity')
+                rule = transforms.nesterov_step if self.nesterov else transforms.momentum_step
+                new_velocity, new_param = rule(param, step, velocity, self._hyper('_momentum', param))
+                pairs.append((velocity, new_velocity))
+                pairs.append((param, new_param))
+        pairs.extend(self._finish_updates())
+        return pairs
+
+    def _get_updates_for(self, param, grad):
+        """Yield the update pairs for one parameter.
+
+        For ``var is param`` the expression is the step ``s`` (the library
+        subtracts it, applying momentum if set); for any other variable (the
+        algorithm's own state, usually made with :meth:`_state`) it is that
+        variable's new value.
+        """
+        raise NotImplementedError(f'{type(self).__name__} must implement _get_updates_for(param, grad)')
+
+    def _finish_updates(self):
+        """Updates that belong to no single parameter (none by default)."""
+        return ()
+
+    # --------------------------------------------------------------- compiling
+
+    def _function(self, updates, name):
+        rngs = graph.random_updates(self._monitor_exprs + [e for _, e in updates],
+                                    already=[v for v, _ in updates])
+        fn = pytensor.function(self._inputs, self._monitor_exprs, updates=updates + rngs,
+                               mode=self._mode, on_unused_input='ignore', name=name)
+        return fn
+
+    def _compiled_step(self):
+        key = self._graph_key()
+        fn = self._step_fns.get(key)
+        if fn is None:
+            started = time.perf_counter()
+            fn = self._function(list(self._updates) + self._build_updates(), type(self).__name__)
+            log.debug('compiled %s step in %.2f s', type(self).__name__, time.perf_counter() - started)
+            if self._graph_attrs is not None:
+                self._step_fns[key] = fn
+        return fn
+
+    def _compiled_eval(self):
+        if self._eval_fn is None:
+            self._eval_fn = self._function([], 'evaluation')
+        return self._eval_fn
+
+    # -------------------------------------------------------------------- data
+
+    def _feeder(self, where):
+        """A function that checks and converts one batch for the compiled functions."""
+        inputs = self._inputs
+        names = ', '.join(graph.describe(v) for v in inputs) or 'none'
+        converters = [_converter(var, i, where) for i, var in enumerate(inputs)]
+        n = len(inputs)
+
+        def feed(batch):
+            if len(batch) != n:
+                raise ValueError(f'a batch of {where} holds {len(batch)} arrays but the loss has '
+                                 f'{n} inputs ({names})')
+            return [conv(x) for conv, x in zip(converters, batch)]
+        return feed
+
+    # ------------------------------------------------------------------ params
+
+    def set_params(self, targets='best'):
+        """Set the parameters' values.
+
+        Parameters
+        ----------
+        targets : 'best' or sequence of arrays
+            ``'best'`` (or None): the best parameters found so far (restored
+            automatically at the end of :meth:`iterate`). Otherwise one array
+            per parameter, in the order of the optimizer's parameters.
+        """
+        if targets is None or (isinstance(targets, str) and targets == 'best'):
+            targets = self._best_params
+        elif isinstance(targets, str):
+            raise ValueError(f"targets must be 'best' or a list of arrays, got {targets!r}")
+        targets = list(targets)
+        if len(targets) != len(self._params):
+            raise ValueError(f'set_params got {len(targets)} arrays for {len(self._params)} parameters')
+        values = []
+        for i, (param, target) in enumerate(zip(self._params, targets)):
+            old = param.get_value(borrow=True)
+            value = np.asarray(target)
+            if value.shape != old.shape:
+                raise ValueError(f'set_params: array {i} has shape {value.shape}, but parameter '
+                                 f'{graph.describe(param)} has shape {old.shape}')
+            values.append(value.astype(old.dtype, copy=True))
+        for param, value in zip(self._params, values):
+            param.set_value(value, borrow=True)
+
+    def _snapshot(self):
+        # get_value() copies: compiled updates overwrite the borrowed buffers in place.
+        return [p.get_value() for p in self._params]
+
+    # -------------------------------------------------------------- evaluating
+
+    def evaluate(self, dataset):
+        """Average each monitor over the batches of ``dataset`` at the current parameters.
+
+        Parameters
+        ----------
+        dataset : Dataset, list of arrays, list of batches, callable or None
+            Any form accepted by :meth:`iterate`.
+
+        Returns
+        -------
+        collections.OrderedDict
+            ``'loss'`` first, then the monitors, as Python floats.
+        """
+        data = as_dataset(dataset, 'valid')
+        return _run_pass(self._compiled_eval(), self._feeder(data.name), data, self._monitor_names)
+
+    # ---------------------------------------------------------------- the loop
+
+    def iterate(self, train=None, valid=None, max_updates=None, patience=5, validate_every=10,
+                min_improvement=0, batch_size=32, reset=False, **kwargs):
+        """Optimize, yielding monitors after each iteration (one pass over ``train``).
+
+        Parameters
+        ----------
+        train : Dataset, list of arrays, list of batches, callable, iterable or None
+            Training data. A list of arrays becomes a :class:`Dataset` of
+            ``batch_size`` rows; a list of lists is used as the batches, in
+            order; ``None`` means the loss has no inputs (one update per
+            iteration).
+        valid : same forms as ``train``, optional
+            Validation data (default: ``train``).
+        max_updates : int, optional
+            Stop after this many iterations.
+        patience : int
+            Stop when more than this many validations in a row failed to
+            improve. Default 5.
+        validate_every : int
+            Iterations between validations (one also runs before the first
+            update). Default 10.
+        min_improvement : float
+            A validation improves when ``best - loss > best * min_improvement``.
+        batch_size : int
+            Rows per batch when ``train``/``valid`` are raw arrays.
+        reset : bool
+            Reset algorithm state (moments, velocities, counters) first;
+            otherwise it carries over from the previous call.
+        **kwargs
+            Hyperparameters: ``learning_rate``, ``momentum``, ``nesterov``,
+            ``max_gradient_norm``, ``max_gradient_elem`` and the algorithm's
+            own. An unknown keyword is an error.
+
+        Yields
+        ------
+        (train_monitors, valid_monitors) : pair of OrderedDict
+            The training monitors averaged over this iteration's batches, and
+            those of the latest validation.
+        """
+        max_updates = None if max_updates is None else hyperparams.number(
+            'max_updates', max_updates, low=0, integer=True)
+        patience = hyperparams.number('patience', patience, low=0, integer=True)
+        validate_every = hyperparams.number('validate_every', validate_every, low=1, integer=True)
+        min_improvement = hyperparams.number('min_improvement', min_improvement, low=0)
+        self.patience, self.validate_every, self.min_improvement = patience, validate_every, min_improvement
+        self._prepare(**kwargs)
+        train = as_dataset(train, 'train', batch_size)
+        valid = train if valid is None else as_dataset(valid, 'valid', batch_size)
+        for data in (train, valid):
+            if getattr(data, 'iteration_size', 1) == 0:
+                raise ValueError(f'{data.name} has iteration_size 0: it would never produce a batch')
+        if reset:
+            self.reset_state()
+        step = self._compiled_step()
+        evaluate = self._compiled_eval()
+        self._log_hyperparameters(kwargs)
+        return self._loop(step, evaluate, train, valid, max_updates)
+
+    def _log_hyperparameters(self, given):
+        if not log.isEnabledFor(logging.INFO):
+            return
+        names = ['learning_rate', 'momentum', 'nesterov', 'patience', 'validate_every',
+                 'min_improvement', 'max_gradient_norm', 'max_gradient_elem']
+        names += [k for k in given if k not in names and k not in CLIP_SYNONYMS]
+        shown = []
+        for name in names:
+            value = given.get(name, getattr(self, name, None))
+            if isinstance(value, SharedVariable):
+                value = value.get_value()
+            if value is not None:
+                shown.append(f'{name}={value:g}' if isinstance(value, (float, np.floating)) else f'{name}={value}')
+        log.info('%s: %s', type(self).__name__, ' '.join(shown))
+
+    def _loop(self, step, evaluate, train, valid, max_updates):
+        label = type(self).__name__
+        names = self._monitor_names
+        feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
+        progress = Progress(label)
+        best_loss, best_at, failures = None, 0, 0
+        self._best_params = self._snapshot()
+        iteration, validation, reason = 0, None, None
+        while True:
+            if max_updates is not None and iteration >= max_updates:
+                reason = f'max_updates={max_updates} reached'
+                break
+            if iteration % self.validate_every == 0:
+                try:
+                    validation = _run_pass(evaluate, feed_valid, valid, names)
+                except KeyboardInterrupt:
+                    reason = 'interrupted'
+                    break
+                loss = validation['loss']
+                improved = best_loss is None or (
+                    best_loss - loss > abs(best_loss) * self.min_improvement and not math.isnan(loss))
+                if improved:
+                    best_loss, best_at, failures = loss, iteration, 0
+                    self._best_params = self._snapshot()
+                else:
+                    failures += 1
+                log.info('validation %d %s%s', iteration, format_monitors(validation),
+                         IMPROVED if improved else '')
+                if failures > self.patience:
+                    reason = (f'patience exhausted: {failures} validations in a row without '
+                              f'improvement (patience={self.patience})')
+                    break
+            try:
+                training = _run_pass(step, feed_train, train, names)
+            except KeyboardInterrupt:
+                reason = 'interrupted'
+                break
+            iteration += 1
+            progress(iteration, training)
+            yield training, validation
+        log.info('%s stopped after %d iterations: %s; restoring the best parameters '
+                 '(validation loss %s at iteration %d)', label, iteration, reason,
+                 'n/a' if best_loss is None else f'{best_loss:.6g}', best_at)
+        self.set_params('best')
+
+    def minimize(self, *args, **kwargs):
+        """Run :meth:`iterate` to the end and return its last pair of monitors.
+
+        A KeyboardInterrupt stops cleanly and keeps the best parameters.
+        """
+        result = None
+        iterator = self.iterate(*args, **kwargs)
+        try:
+            for result in iterator:
+                pass
+        except KeyboardInterrupt:
+            log.info('interrupted; restoring the best parameters')
+            iterator.close()
+            self.set_params('best')
+        return result
+
+
+def _as_type(expr, var):
+    """``expr`` with ``var``'s dtype (a safety net for user algorithms)."""
+    if not isinstance(expr, Variable):
+        expr = pt.as_tensor_variable(np.asarray(expr, dtype=var.dtype))
+    return expr if expr.dtype == var.dtype else pt.cast(expr, var.dtype)
+
+
+def _run_pass(fn, feed, data, names):
+    """Call ``fn`` on every batch of one pass; average each output."""
+    totals = None
+    count = 0
+    for batch in data:
+        values = fn(*feed(batch))
+        if totals is None:
+            totals = [float(v) for v in values]
+        else:
+            for i, v in enumerate(values):
+                totals[i] += float(v)
+        count += 1
+    if count == 0:
+        raise ValueError(f'{data.name} produced no batches')
+    if count == 1:
+        return collections.OrderedDict(zip(names, totals))
+    return collections.OrderedDict((k, v / count) for k, v in zip(names, totals))
+
+
+def _converter(var, index, where):
+    """Check and convert the array fed to input ``var``, the slow checks only once per type."""
+    label = f'input {index} ({graph.describe(var)})'
+    dtype = np.dtype(var.dtype)
+    ndim = getattr(var.type, 'ndim', None)
+    sparse = 'sparse' in type(var.type).__module__
+
+    def convert(x):
+        if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim:
+            return x
+        return _coerce(x)
+
+    def _coerce(x):
+        if sparse:
+            if not hasattr(x, 'tocsr'):
+                raise TypeError(f'{where}: {label} is sparse, got {type(x).__name__}')
+            if x.dtype != dtype:
+                if not np.can_cast(x.dtype, dtype, casting='same_kind'):
+                    raise TypeError(f'{where}: {label} expects {dtype}, got {x.dtype} data')
+                x = x.astype(dtype)
+            return x
+        if hasattr(x, 'to_numpy') and not isinstance(x, np.ndarray):
+            x = x.to_numpy()
+        if hasattr(x, 'toarray') and not isinstance(x, np.ndarray):
+            raise TypeError(f'{where}: {label} is dense but got a {type(x).__name__}; '
+                            'use a sparse input variable or convert with .toarray()')
+        try:
+            arr = np.asarray(x)
+        except Exception as err:
+            raise TypeError(f'{where}: {label}: cannot convert {type(x).__name__} to an array: {err}') from err
+        if arr.dtype == object:
+            raise TypeError(f'{where}: {label}: got {type(x).__name__} of Python objects, expected numbers')
+        if arr.ndim != ndim:
+            raise ValueError(f'{where}: {label} expects an array with {ndim} dimensions, '
+                             f'got shape {arr.shape}')
+        if arr.dtype != dtype:
+            if not np.can_cast(arr.dtype, dtype, casting='same_kind'):
+                raise TypeError(f'{where}: {label} expects {dtype}, got {arr.dtype} data; casting '
+                                f'{arr.dtype} to {dtype} would lose information, so convert it yourself')
+            arr = arr.astype(dtype)
+        for axis, (want, got) in enumerate(zip(var.type.shape, arr.shape)):
+            if want is not None and want != got:
+                raise ValueError(f'{where}: {label} expects length {want} along axis {axis}, '
+                                 f'got shape {arr.shape}')
+        return arr
+
+    return convert

@@ -1,0 +1,245 @@
+"""Mini-batches of training and validation data."""
+
+import logging
+import numbers
+
+import numpy as np
+from pytensor.compile.sharedvalue import SharedVariable
+
+log = logging.getLogger('downhill')
+
+
+def _is_sparse(x):
+    module = type(x).__module__ or ''
+    if not module.startswith('scipy.sparse'):
+        return False
+    import scipy.sparse
+    return scipy.sparse.issparse(x)
+
+
+def _is_pandas(x):
+    return (type(x).__module__ or '').startswith('pandas') and hasattr(x, 'iloc')
+
+
+def is_array(x):
+    """True for the array types a Dataset can slice into mini-batches."""
+    return (isinstance(x, (np.ndarray, SharedVariable)) or _is_sparse(x) or _is_pandas(x))
+
+
+def _shape(x):
+    if isinstance(x, SharedVariable):
+        return x.get_value(borrow=True).shape
+    return x.shape
+
+
+class Dataset:
+    """Mini-batches from arrays, or from a callable that returns one batch per call.
+
+    Parameters
+    ----------
+    inputs : list or tuple of arrays, or callable
+        Arrays (``numpy.ndarray``, PyTensor shared variables, ``scipy.sparse``
+        matrices or arrays, pandas ``DataFrame``/``Series``), one per input of
+        the loss, all of the same length along ``axis``; or a callable taking
+        no arguments that returns one batch (a list of arrays) per call.
+    name : str, optional
+        Used in log lines. Defaults to ``dataset0``, ``dataset1``, ...
+    batch_size : int, optional
+        Rows per mini-batch (the last one may be shorter). ``<= 0`` makes one
+        batch of everything. Ignored for a callable. Default 32.
+    iteration_size : int, optional
+        Batches produced per pass (one pass is one iteration of the optimizer).
+        Defaults to the number of batches; for a callable, ``len(callable)``
+        when it has a length, else 100.
+    axis : int, optional
+        The axis along which arrays are split into batches. Default 0.
+    rng : int or numpy.random.RandomState, optional
+        Shuffles the batch order each time the whole set has been used (and
+        once at the start). An int seeds a new ``RandomState``.
+
+    Notes
+    -----
+    Batches of numpy arrays are views, not copies. Shared variables are sliced
+    on the host value; pandas objects are sliced with ``iloc``.
+    """
+
+    _count = 0
+
+    def __init__(self, inputs, name=None, batch_size=32, iteration_size=None, axis=0, rng=None):
+        self.name = name or f'dataset{Dataset._count}'
+        Dataset._count += 1
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+            raise TypeError(f'batch_size must be an int, got {batch_size!r}')
+        if iteration_size is not None and (
+                isinstance(iteration_size, bool) or not isinstance(iteration_size, numbers.Integral)
+                or iteration_size < 0):
+            raise ValueError(f'iteration_size must be a whole number >= 0 or None, got {iteration_size!r}')
+        self.batch_size = int(batch_size)
+        self.iteration_size = iteration_size
+        if rng is None or isinstance(rng, numbers.Integral):
+            rng = np.random.RandomState(rng)
+        if not isinstance(rng, np.random.RandomState):
+            raise TypeError(f'rng must be an int seed or a numpy.random.RandomState, got {type(rng).__name__}')
+        self.rng = rng
+        self._inputs = None
+        self._slices = None
+        self._callable = None
+        self._index = 0
+        if callable(inputs) and not is_array(inputs):
+            self._init_callable(inputs)
+        else:
+            self._init_arrays(inputs, axis)
+
+    def _init_callable(self, inputs):
+        self._callable = inputs
+        if self.iteration_size is None:
+            try:
+                self.iteration_size = len(inputs)
+            except (TypeError, AttributeError):
+                self.iteration_size = 100
+        log.info('%s: %d mini-batches from callable', self.name, self.iteration_size)
+
+    def _init_arrays(self, inputs, axis):
+        if not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        for i, x in enumerate(inputs):
+            if not is_array(x):
+                raise ValueError(
+                    f'{self.name}: input {i} has type {type(x).__module__}.{type(x).__qualname__}; '
+                    'expected a numpy.ndarray, a PyTensor shared variable, a scipy.sparse '
+                    'matrix or a pandas DataFrame/Series')
+        self._inputs = list(inputs)
+        shapes = [_shape(x) for x in inputs]
+        if shapes:
+            for i, s in enumerate(shapes):
+                if not -len(s) <= axis < len(s):
+                    raise ValueError(
+                        f'{self.name}: axis {axis} is out of range for input {i} of shape {s}')
+            lengths = [s[axis] for s in shapes]
+            if len(set(lengths)) > 1:
+                raise ValueError(
+                    f'{self.name}: arrays have different lengths along axis {axis}: '
+                    + '; '.join(f'input {i} shape {s}' for i, s in enumerate(shapes)))
+            n = lengths[0]
+            if n == 0:
+                raise ValueError(f'{self.name}: arrays are empty along axis {axis} (shapes {shapes})')
+        else:
+            n = 1
+        size = n if self.batch_size <= 0 else self.batch_size
+        self._slices = []
+        for start in range(0, n, size):
+            where = []
+            for s in shapes:
+                index = [slice(None)] * len(s)
+                index[axis] = slice(start, min(n, start + size))
+                where.append(tuple(index))
+            self._slices.append(where)
+        self.shuffle()
+        if self.iteration_size is None:
+            self.iteration_size = len(self._slices)
+        log.info('%s: %d of %d mini-batches from %s', self.name, self.iteration_size,
+                 len(self._slices), '; '.join(str(s) for s in shapes) or 'no arrays')
+
+    def __iter__(self):
+        return self.iterate(True)
+
+    def __len__(self):
+        return self.iteration_size
+
+    def shuffle(self):
+        """Shuffle the order of the batches (no effect for a callable)."""
+        if self._slices is not None:
+            self.rng.shuffle(self._slices)
+
+    def iterate(self, shuffle=True):
+        """Yield ``iteration_size`` batches, reshuffling when the set has been used."""
+        for _ in range(self.iteration_size):
+            if self._callable is not None:
+                yield self._callable()
+            else:
+                yield self._next_batch(shuffle)
+
+    def _next_batch(self, shuffle=True):
+        batch = [_take(x, where) for x, where in zip(self._inputs, self._slices[self._index])]
+        self._index += 1
+        if self._index >= len(self._slices):
+            if shuffle:
+                self.shuffle()
+            self._index = 0
+        return batch
+
+
+def _take(x, where):
+    if isinstance(x, SharedVariable):
+        return x.get_value(borrow=True)[where]
+    if _is_pandas(x):
+        return x.iloc[where].to_numpy()
+    return x[where]
+
+
+class Batches:
+    """Batches used as given, in order, all of them on every pass."""
+
+    def __init__(self, batches, name):
+        self.name = name
+        self._batches = [list(b) for b in batches]
+
+    def __iter__(self):
+        return iter(self._batches)
+
+    def __len__(self):
+        return len(self._batches)
+
+
+class Passes:
+    """Any other iterable: one ``iter()`` of it is one pass."""
+
+    def __init__(self, iterable, name):
+        self.name = name
+        self._iterable = iterable
+
+    def __iter__(self):
+        return iter(self._iterable)
+
+
+def as_dataset(data, name, batch_size=32):
+    """Wrap any of the accepted forms of ``train``/``valid`` data.
+
+    - a :class:`Dataset` (or anything iterable that is not a list or tuple):
+      iterated once per pass;
+    - ``None``: the loss has no inputs; one empty batch per pass;
+    - a callable: wrapped in a :class:`Dataset`;
+    - a list or tuple of arrays: wrapped in a :class:`Dataset` with ``batch_size``;
+    - a list or tuple of batches (each a list or tuple of arrays): used as given;
+    - a single array: the same as a list holding it.
+    """
+    if data is None:
+        return Batches([[]], name)
+    if isinstance(data, Dataset):
+        return data
+    if is_array(data):
+        return Dataset([data], name=name, batch_size=batch_size)
+    if isinstance(data, (list, tuple)):
+        if len(data) == 0:
+            raise ValueError(f'{name} data is an empty {type(data).__name__}; pass None for a loss with no inputs')
+        if all(is_array(x) for x in data):
+            return Dataset(data, name=name, batch_size=batch_size)
+        if all(isinstance(b, (list, tuple)) for b in data):
+            for i, batch in enumerate(data):
+                for j, x in enumerate(batch):
+                    if not (is_array(x) or isinstance(x, numbers.Number)):
+                        raise ValueError(
+                            f'{name} batch {i}, array {j} has type {type(x).__module__}.'
+                            f'{type(x).__qualname__}; expected an array')
+            return Batches(data, name)
+        kinds = ', '.join(f'{i}: {type(x).__name__}' for i, x in enumerate(data))
+        raise ValueError(
+            f'{name} must be a list of arrays (one per input) or a list of batches '
+            f'(each a list of arrays); got a {type(data).__name__} holding {kinds}')
+    if callable(data):
+        return Dataset(data, name=name)
+    if hasattr(data, '__iter__') and not isinstance(data, (str, bytes, dict)):
+        return Passes(data, name)
+    raise ValueError(
+        f'{name} has unsupported type {type(data).__module__}.{type(data).__qualname__}; '
+        'expected a downhill.Dataset, a list of arrays, a list of batches, a callable or None')

@@ -1,0 +1,81 @@
+"""Finding what a loss depends on: its parameters, inputs and random streams."""
+
+import logging
+
+import pytensor
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+from pytensor.tensor.sharedvar import TensorSharedVariable
+
+from . import _compat
+
+log = logging.getLogger('downhill')
+
+
+def check_loss(loss):
+    """Raise a clear error unless ``loss`` is a scalar symbolic expression."""
+    if not isinstance(loss, Variable):
+        raise TypeError(
+            f'loss must be a scalar PyTensor expression, got {type(loss).__name__}')
+    ndim = getattr(loss.type, 'ndim', None)
+    if ndim != 0:
+        raise ValueError(
+            f'loss must be a scalar (0-d) expression, got one with ndim={ndim} '
+            f'(type {loss.type}); reduce it, e.g. with .mean() or .sum()')
+    if not str(loss.dtype).startswith('float'):
+        raise TypeError(f'loss must have a float dtype, got {loss.dtype}')
+
+
+def find_params(loss, exclude=()):
+    """The float tensor shared variables that ``loss`` depends on, in graph order.
+
+    Shared variables in ``exclude`` (those with explicit update expressions,
+    i.e. internal state of the loss) are not parameters.
+    """
+    exclude = set(exclude)
+    params = []
+    for var in _compat.graph_inputs([loss]):
+        if (isinstance(var, TensorSharedVariable) and var not in exclude
+                and str(var.dtype).startswith('float') and var not in params):
+            params.append(var)
+    return params
+
+
+def find_inputs(loss):
+    """The symbolic inputs of ``loss``: roots that are neither shared nor constant."""
+    inputs = []
+    for var in _compat.explicit_graph_inputs([loss]):
+        if not isinstance(var, (SharedVariable, Constant)) and var not in inputs:
+            inputs.append(var)
+    return inputs
+
+
+def random_updates(outputs, already=()):
+    """Updates that advance every shared random generator drawn from in ``outputs``.
+
+    Without them a compiled function returns the same draw on every call.
+    Generators that already have an update (in ``already``) or a
+    ``default_update`` are left alone.
+    """
+    already = set(already)
+    updates = {}
+    roots = _compat.graph_inputs(outputs)
+    for node in _compat.applys_between(roots, outputs):
+        if not isinstance(node.op, _compat.RandomVariable):
+            continue
+        rng = node.inputs[0]
+        if (isinstance(rng, SharedVariable) and rng not in already and rng not in updates
+                and getattr(rng, 'default_update', None) is None):
+            updates[rng] = node.outputs[0]
+    return list(updates.items())
+
+
+def describe(var, index=None):
+    """A short human name for a variable in error messages."""
+    name = getattr(var, 'name', None)
+    where = f' #{index}' if index is not None else ''
+    return f"'{name}'" if name else f'<unnamed {getattr(var, "type", type(var).__name__)}{where}>'
+
+
+__all__ = ['check_loss', 'find_params', 'find_inputs', 'random_updates', 'describe']
+del pytensor
