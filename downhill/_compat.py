@@ -78,5 +78,9 @@ def random_normal(rng, shape, dtype):
     Returns ``(next_rng, draw)``: the generator state after the draw must be
     passed as an update of ``rng`` for later calls to draw new numbers.
     """
-    draw = pytensor.tensor.random.normal(0.0, 1.0, size=shape, rng=rng, dtype=dtype)
-    return draw.owner.outputs[0], draw
+    normal = pytensor.tensor.random.normal
+    try:  # PyTensor 3 warns unless asked for the next state explicitly
+        return normal(0.0, 1.0, size=shape, rng=rng, dtype=dtype, return_next_rng=True)
+    except TypeError:  # PyTensor 2.x has no return_next_rng
+        draw = normal(0.0, 1.0, size=shape, rng=rng, dtype=dtype)
+        return draw.owner.outputs[0], draw
