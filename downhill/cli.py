@@ -217,7 +217,7 @@ class StatusLine:
 
     def __init__(self, enabled=None, interval=0.2):
         if enabled is None:
-            stream = click.get_text_stream('stderr')
+            stream = sys.stderr
             enabled = hasattr(stream, 'isatty') and stream.isatty()
         self.enabled = enabled
         self.interval = interval
