@@ -222,10 +222,11 @@ class Optimizer:
                 if var not in found:
                     found.append(var)
         if inputs is None:
+            found = graph.creation_order(found)
             if len(found) > 1:
-                log.warning('found inputs %s by walking the graph; pass inputs=[...] to fix the '
-                            'order in which batches give their arrays',
-                            ', '.join(graph.describe(v) for v in found))
+                log.info('inputs found in the graph, in the order they were created: %s (pass '
+                         'inputs=[...] to choose the order in which batches give their arrays)',
+                         ', '.join(graph.describe(v) for v in found))
             return found
         if isinstance(inputs, Variable):
             inputs = [inputs]

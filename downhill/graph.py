@@ -26,8 +26,23 @@ def check_loss(loss):
         raise TypeError(f'loss must have a float dtype, got {loss.dtype}')
 
 
+def creation_order(variables):
+    """``variables`` sorted in the order they were created.
+
+    That is the order a user thinks in (``w`` before ``b``, ``x`` before
+    ``y``), unlike the order of a graph walk, which depends on how the
+    expression happens to be written.
+    """
+    def key(var):
+        try:
+            return int(str(var.auto_name).rsplit('_', 1)[1])
+        except (AttributeError, IndexError, ValueError):
+            return float('inf')
+    return sorted(variables, key=key)
+
+
 def find_params(loss, exclude=()):
-    """The float tensor shared variables that ``loss`` depends on, in graph order.
+    """The float tensor shared variables that ``loss`` depends on, in creation order.
 
     Shared variables in ``exclude`` (those with explicit update expressions,
     i.e. internal state of the loss) are not parameters.
@@ -38,16 +53,16 @@ def find_params(loss, exclude=()):
         if (isinstance(var, TensorSharedVariable) and var not in exclude
                 and str(var.dtype).startswith('float') and var not in params):
             params.append(var)
-    return params
+    return creation_order(params)
 
 
 def find_inputs(loss):
-    """The symbolic inputs of ``loss``: roots that are neither shared nor constant."""
+    """The symbolic inputs of ``loss``: roots that are neither shared nor constant, in creation order."""
     inputs = []
     for var in _compat.explicit_graph_inputs([loss]):
         if not isinstance(var, (SharedVariable, Constant)) and var not in inputs:
             inputs.append(var)
-    return inputs
+    return creation_order(inputs)
 
 
 def random_updates(outputs, already=()):
