@@ -38,7 +38,7 @@ def _import_pymc():
 class _Problem:
     """A model's negative log-posterior as a function of shared variables."""
 
-    def __init__(self, pm, model, start, vars, jacobian, monitors, seed):
+    def __init__(self, model, start, vars, jacobian, monitors, seed):
         from pymc.initial_point import make_initial_point_fn
         from pymc.pytensorf import collect_default_updates, reseed_rngs
         from pymc.util import get_value_vars_from_user_vars
@@ -106,7 +106,7 @@ class _Problem:
         return {var.name: value for var, value in zip(outs, fn(values))}
 
 
-def _mode(pm, model, mode):
+def _mode(model, mode):
     """``mode`` with PyMC's rewrite of parameter checks, as PyMC compiles logp."""
     from pytensor.compile.mode import Mode, get_mode
 
@@ -117,14 +117,107 @@ def _mode(pm, model, mode):
 
 def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
              include_transformed=True, return_monitors=False, monitors=(),
-             monitor_gradients=False, max_updates=None, patience=5, validate_every=10,
-             min_improvement=1e-10, anneal=3, anneal_factor=0.1, seed=None, progressbar=True,
+             monitor_gradients=False, max_updates=20000, patience=5, validate_every=10,
+             min_improvement=0, anneal=3, anneal_factor=0.1, seed=None, progressbar=True,
              mode=None, **kwargs):
-    """Find the maximum a posteriori point of a PyMC model with a downhill algorithm.
+    """Find the maximum a posteriori (MAP) point of a PyMC model with a downhill algorithm.
 
-    Minimizes the model's negative log-posterior over its free continuous
-    variables in PyMC's unconstrained (transformed) space, then maps the
-    result back, like :func:`pymc.find_MAP`.
+    A drop-in alternative to :func:`pymc.find_MAP`: the model's negative
+    log-posterior is minimized over its free continuous variables in PyMC's
+    unconstrained (transformed) space, starting from ``model.initial_point()``
+    (or ``start``), and the result is returned in ``pm.find_MAP``'s format.
+
+    The optimization runs in stages. Each stage is one call of
+    :meth:`downhill.Optimizer.iterate` (one update per iteration, the loss
+    validated every ``validate_every`` updates), which stops when more than
+    ``patience`` validations in a row did not lower the loss and keeps the
+    best parameters. The learning rate is then multiplied by
+    ``anneal_factor`` for the next stage, ``anneal`` times. Algorithm state
+    (moments, step sizes) carries over between stages; the step function is
+    compiled once.
+
+    Models with ``pm.Minibatch`` data (and ``total_size`` on the observed
+    variables) draw a new random mini-batch at every update and every
+    validation: the loss is then stochastic, as in PyMC's variational fits.
+
+    Parameters
+    ----------
+    model : pymc.Model, optional
+        The model (default: the one of the enclosing ``with`` block).
+    algo : str
+        The downhill algorithm: ``'adam'`` (default), ``'rprop'``,
+        ``'rmsprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``, ``'sgd'``,
+        ``'nag'``, or any registered :class:`downhill.Optimizer` subclass.
+    start : dict, optional
+        Starting values, keyed by variable name (constrained values under the
+        random variable's name, or transformed values under the value
+        variable's name, e.g. ``sigma_log__``), as for ``pm.find_MAP``. The
+        rest come from the model's initial point. Variables not optimized
+        stay at these values.
+    vars : list of random variables, optional
+        The variables to optimize (default: every free continuous one).
+    jacobian : bool
+        Add the log-Jacobian of the transforms to the objective. ``False``
+        (the default, as ``pm.find_MAP``) finds the mode of the posterior
+        density of the constrained variables; ``True`` finds the mode in the
+        unconstrained space, which exists for models such as eight schools
+        whose constrained mode lies on a boundary (``tau -> 0``).
+    include_transformed : bool
+        Also return the transformed values (``sigma_log__``), as
+        ``pm.find_MAP`` does by default.
+    return_monitors : bool
+        Return ``(point, history)`` instead of ``point``; ``history`` is the
+        list of ``(train_monitors, valid_monitors)`` pairs that
+        :meth:`~downhill.Optimizer.iterate` yielded, one per update.
+    monitors : dict or sequence of (name, expression) pairs
+        Scalars to compute at every update, after ``'loss'`` (the negative
+        log-posterior). An expression may use the model's random variables
+        and deterministics directly, or be the name of a scalar one
+        (``monitors={'sigma': 'sigma'}``).
+    monitor_gradients : bool
+        Add ``grad(NAME)``, the squared norm of the gradient of each value
+        variable (e.g. ``grad(sigma_log__)``).
+    max_updates : int
+        The budget of updates over all stages. Default 20000.
+    patience, validate_every, min_improvement : int, int, float
+        When a stage stops (see :meth:`downhill.Optimizer.iterate`);
+        defaults 5, 10 and 0.
+    anneal : int
+        How many times the learning rate is lowered after a stage stops.
+        Default 3; 0 runs a single stage.
+    anneal_factor : float
+        The factor applied to the learning rate at each stage. Default 0.1.
+    seed : int, optional
+        Seeds the initial point (for random initial values) and the random
+        number generators of ``pm.Minibatch`` draws.
+    progressbar : bool
+        ``False`` silences the progress lines of the ``downhill`` logger
+        during the call (named as in ``pm.find_MAP``).
+    mode : str or pytensor Mode, optional
+        The PyTensor compile mode (default: PyTensor's configured mode);
+        PyMC's rewrite of parameter checks into ``-inf`` is added, as PyMC
+        does when it compiles a log-probability.
+    **kwargs
+        Hyperparameters of the algorithm (``learning_rate``, ``momentum``,
+        ``beta1_halflife``, ``rprop_increase``, ...), as for
+        :meth:`~downhill.Optimizer.iterate`; an unknown keyword is an error.
+        Unless given, ``learning_rate`` is taken from
+        :data:`DEFAULT_LEARNING_RATES` (a step of about 0.1 in the
+        unconstrained space for Adam) and RProp uses
+        ``rprop_increase=1.2, rprop_decrease=0.5``.
+
+    Returns
+    -------
+    dict, or (dict, list)
+        The MAP point keyed by variable name: every free random variable
+        (constrained values), its transformed value (when
+        ``include_transformed``) and every deterministic, as NumPy arrays,
+        like ``pm.find_MAP``; with ``return_monitors=True`` also the history.
+
+    Raises
+    ------
+    ImportError
+        When PyMC is not installed.
     """
     pm = _import_pymc()
     model = pm.modelcontext(model)
@@ -134,11 +227,10 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
         log.setLevel(logging.WARNING)
     try:
         started = time.perf_counter()
-        problem = _Problem(pm, model, start, vars, jacobian, monitors, seed)
-        compile_mode = _mode(pm, model, mode)
+        problem = _Problem(model, start, vars, jacobian, monitors, seed)
         opt = build(algo, problem.loss, params=problem.params, inputs=[],
                     updates=problem.rng_updates, monitors=problem.monitors,
-                    monitor_gradients=monitor_gradients, mode=compile_mode)
+                    monitor_gradients=monitor_gradients, mode=_mode(model, mode))
         key = type(opt).__name__.lower()
         if kwargs.get('learning_rate') is None:
             kwargs.pop('learning_rate', None)
@@ -146,29 +238,42 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
                 kwargs['learning_rate'] = DEFAULT_LEARNING_RATES[key]
         for name, value in DEFAULT_HYPERS.get(key, {}).items():
             kwargs.setdefault(name, value)
-        if max_updates is None:
-            max_updates = 20000
-        history = []
-        for stage in range(anneal + 1):
-            left = max_updates - len(history)
-            if left <= 0:
-                break
-            before = len(history)
-            for pair in opt.iterate(None, None, max_updates=left, patience=patience,
-                                    validate_every=validate_every, min_improvement=min_improvement,
-                                    **kwargs):
-                history.append(pair)
-            log.info('find_map stage %d: %d updates, learning_rate=%s', stage, len(history) - before,
-                     kwargs.get('learning_rate'))
-            if 'learning_rate' in kwargs:
-                kwargs['learning_rate'] = kwargs['learning_rate'] * anneal_factor
-            else:
-                kwargs['learning_rate'] = float(opt.learning_rate.get_value()) * anneal_factor
+        history = _run_stages(opt, kwargs, max_updates, patience, validate_every,
+                              min_improvement, anneal, anneal_factor)
         point = problem.point(include_transformed, mode)
-        log.info('find_map: %d updates in %.2f s', len(history), time.perf_counter() - started)
+        log.info('find_map: %d updates in %.2f s, -logp=%.8g%s', len(history),
+                 time.perf_counter() - started, history[-1][0]['loss'] if history else float('nan'),
+                 ' (stochastic: mini-batches)' if problem.stochastic else '')
     finally:
         if quiet:
             log.setLevel(old_level)
     if return_monitors:
         return point, history
     return point
+
+
+def _run_stages(opt, kwargs, max_updates, patience, validate_every, min_improvement,
+                anneal, anneal_factor):
+    """Run ``opt`` in stages of falling learning rate; return every (train, valid) pair."""
+    max_updates = int(max_updates)
+    anneal = int(anneal)
+    if max_updates < 1:
+        raise ValueError(f'max_updates must be at least 1, got {max_updates}')
+    if anneal < 0:
+        raise ValueError(f'anneal must be >= 0, got {anneal}')
+    if not 0 < anneal_factor <= 1:
+        raise ValueError(f'anneal_factor must be in (0, 1], got {anneal_factor}')
+    history = []
+    for stage in range(anneal + 1):
+        left = max_updates - len(history)
+        if left <= 0:
+            break
+        history.extend(opt.iterate(None, None, max_updates=left, patience=patience,
+                                   validate_every=validate_every, min_improvement=min_improvement,
+                                   **kwargs))
+        rate = float(opt.learning_rate.get_value())
+        kwargs['learning_rate'] = rate * anneal_factor
+    if len(history) >= max_updates:
+        log.warning('find_map used its whole budget of max_updates=%d: the result may not have '
+                    'converged (raise max_updates or the learning rate)', max_updates)
+    return history
