@@ -5,18 +5,20 @@ The three ways in: :func:`minimize` (one call), :meth:`Optimizer.iterate`
 own ``pytensor.function``).
 """
 
-from . import logs
+from . import logs, prox, schedules
 from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
 from .base import Optimizer, algorithms, build
 from .dataset import Dataset
 from .first_order import NAG, SGD
 from .minimize import minimize
+from .modern import AdamW, Adamax, NAdam
 
 __version__ = '0.6.0'
 
 __all__ = [
-    'ADADELTA', 'ADAGRAD', 'Adam', 'Dataset', 'ESGD', 'NAG', 'Optimizer', 'RMSProp', 'RProp',
-    'SGD', 'algorithms', 'build', 'minimize', '__version__',
+    'ADADELTA', 'ADAGRAD', 'Adam', 'AdamW', 'Adamax', 'Dataset', 'ESGD', 'NAG', 'NAdam',
+    'Optimizer', 'RMSProp', 'RProp', 'SGD', 'algorithms', 'build', 'minimize', 'prox',
+    'schedules', '__version__',
 ]
 
 logs.install_default_handler()

@@ -60,11 +60,15 @@ class RProp(Optimizer):
     def _get_updates_for(self, param, grad):
         h = lambda name: self._hyper(name, param)  # noqa: E731
         grad_prev = self._state(param, 'grad_prev')
-        step_prev = self._state(param, 'step', init=lambda: float(self.learning_rate.get_value()))
+        step_prev = self._state(param, 'step', init=lambda: self._current('learning_rate'))
         agreement = grad * grad_prev
         factor = pt.switch(agreement > 0, h('step_increase'),
                            pt.switch(agreement < 0, h('step_decrease'), pt.ones_like(h('step_increase'))))
         step = pt.minimum(h('max_step'), pt.maximum(h('min_step'), step_prev * factor))
+        # as a preconditioned gradient step, sign(g) step = (step / |g|) g
+        magnitude = abs(grad)
+        self._set_step_size(param, pt.switch(magnitude > 0, step / pt.switch(
+            magnitude > 0, magnitude, pt.ones_like(magnitude)), step))
         grad = pt.switch(agreement < 0, pt.zeros_like(grad), grad)
         yield param, pt.sign(grad) * step
         yield grad_prev, grad
@@ -101,8 +105,10 @@ class ADAGRAD(Optimizer):
     def _get_updates_for(self, param, grad):
         g2_sum = self._state(param, 'g2_sum')
         g2_new = g2_sum + pt.sqr(grad)
+        rms = pt.sqrt(g2_new + self._hyper('epsilon', param))
+        self._set_step_size(param, self._hyper('learning_rate', param) / rms)
         yield g2_sum, g2_new
-        yield param, self._hyper('learning_rate', param) * grad / pt.sqrt(g2_new + self._hyper('epsilon', param))
+        yield param, self._hyper('learning_rate', param) * grad / rms
 
 
 class _RMSMixin:
@@ -155,6 +161,7 @@ class RMSProp(_RMSMixin, Optimizer):
         g1_new = self._ewma(g1, grad, param)
         g2_new = self._ewma(g2, pt.sqr(grad), param)
         rms = pt.sqrt(g2_new - pt.sqr(g1_new) + self._hyper('epsilon', param))
+        self._set_step_size(param, self._hyper('learning_rate', param) / rms)
         yield g1, g1_new
         yield g2, g2_new
         yield param, self._hyper('learning_rate', param) * grad / rms
@@ -190,6 +197,7 @@ class ADADELTA(_RMSMixin, Optimizer):
         eps = self._hyper('epsilon', param)
         g2_new = self._ewma(g2, pt.sqr(grad), param)
         step = grad * pt.sqrt(x2 + eps) / pt.sqrt(g2_new + eps)
+        self._set_step_size(param, pt.sqrt(x2 + eps) / pt.sqrt(g2_new + eps))
         yield g2, g2_new
         yield x2, self._ewma(x2, pt.sqr(step), param)
         yield param, step
@@ -258,6 +266,8 @@ class ESGD(_RMSMixin, Optimizer):
         hv = _compat.hessian_vector(self._loss, raw_grad, param, r, self.hv_method)
         diag = self._state(param, 'D_ewma')
         diag_new = self._ewma(diag, pt.sqr(hv), param)
+        size = self._hyper('learning_rate', param) / (pt.sqrt(diag_new) + self._hyper('epsilon', param))
+        self._set_step_size(param, size)
         yield diag, diag_new
         yield param, self._hyper('learning_rate', param) * grad / (
             pt.sqrt(diag_new) + self._hyper('epsilon', param))
@@ -266,7 +276,18 @@ class ESGD(_RMSMixin, Optimizer):
         return [(self.rng, self._rng_cursor)]
 
 
-class Adam(Optimizer):
+class _MomentsMixin:
+    """The ``beta1_halflife``, ``beta2_halflife`` and ``rms_regularizer`` keywords
+    (attributes ``beta1``, ``beta2``, ``epsilon``) of the Adam family."""
+
+    def _prepare(self, beta1_halflife=7, beta2_halflife=69, rms_regularizer=1e-8, **kwargs):
+        self._set_hyper('beta1', hyperparams.halflife('beta1_halflife', beta1_halflife))
+        self._set_hyper('beta2', hyperparams.halflife('beta2_halflife', beta2_halflife))
+        self._set_hyper('epsilon', hyperparams.number('rms_regularizer', rms_regularizer, low=0))
+        super()._prepare(**kwargs)
+
+
+class Adam(_MomentsMixin, Optimizer):
     r"""Adam: bias-corrected moving averages of the gradient and its square.
 
     .. math::
@@ -286,28 +307,36 @@ class Adam(Optimizer):
     of the first preprint, :math:`\beta_{1,t} = \beta_1 \lambda^{t-1}`, to the
     first-moment average (not to its bias correction).
 
+    ``amsgrad=True`` divides by the largest second moment seen so far
+    instead ([Redd18]_), bias-corrected as in torch:
+    :math:`\hat v_t = \max(\hat v_{t-1}, v_t)`, :math:`s_t = \alpha
+    \frac{m_t / (1 - \beta_1^t)}{\sqrt{\hat v_t / (1 - \beta_2^t)} + \epsilon}`,
+    so the per-element step size never grows back after a large gradient.
+
     Hyperparameters: ``learning_rate`` :math:`\alpha` (1e-4),
     ``beta1_halflife`` (7), ``beta2_halflife`` (69), ``rms_regularizer``
-    :math:`\epsilon` (1e-8), ``beta1_decay`` (1); attributes ``beta1``,
-    ``beta2``, ``epsilon``, ``beta1_decay``.
+    :math:`\epsilon` (1e-8), ``beta1_decay`` (1), ``amsgrad`` (False);
+    attributes ``beta1``, ``beta2``, ``epsilon``, ``beta1_decay``,
+    ``amsgrad``. For proximal operators (:mod:`downhill.prox`) the step size
+    is :math:`\alpha / (\sqrt{v_t / (1 - \beta_2^t)} + \epsilon)`.
 
     References
     ----------
     .. [King15] D. Kingma & J. Ba (2015) "Adam: a method for stochastic
        optimization." ICLR. arXiv:1412.6980.
+    .. [Redd18] S. Reddi, S. Kale & S. Kumar (2018) "On the convergence of
+       Adam and beyond." ICLR. arXiv:1904.09237.
     """
 
-    _graph_attrs = ()
+    _graph_attrs = ('amsgrad',)
 
-    def _prepare(self, beta1_halflife=7, beta2_halflife=69, rms_regularizer=1e-8,
-                 beta1_decay=1, **kwargs):
-        self._set_hyper('beta1', hyperparams.halflife('beta1_halflife', beta1_halflife))
-        self._set_hyper('beta2', hyperparams.halflife('beta2_halflife', beta2_halflife))
-        self._set_hyper('epsilon', hyperparams.number('rms_regularizer', rms_regularizer, low=0))
+    def _prepare(self, beta1_decay=1, amsgrad=False, **kwargs):
         self._set_hyper('beta1_decay', hyperparams.number('beta1_decay', beta1_decay, low=0))
+        self.amsgrad = hyperparams.flag('amsgrad', amsgrad)
         super()._prepare(**kwargs)
 
-    def _get_updates_for(self, param, grad):
+    def _moments(self, param, grad):
+        """The state updates, the bias-corrected first moment and the denominator of the step."""
         h = lambda name: self._hyper(name, param)  # noqa: E731
         t = self._state(param, 't', shape=())
         m = self._state(param, 'm')
@@ -316,12 +345,20 @@ class Adam(Optimizer):
         beta1 = h('beta1') * h('beta1_decay') ** t
         m_new = beta1 * m + (1 - beta1) * grad
         v_new = h('beta2') * v + (1 - h('beta2')) * pt.sqr(grad)
+        pairs = [(t, t_new), (m, m_new), (v, v_new)]
+        if self.amsgrad:
+            v_max = self._state(param, 'v_max')
+            v_new = pt.maximum(v_max, v_new)
+            pairs.append((v_max, v_new))
         m_hat = m_new / (1 - h('beta1') ** t_new)
         v_hat = v_new / (1 - h('beta2') ** t_new)
-        yield t, t_new
-        yield m, m_new
-        yield v, v_new
-        yield param, h('learning_rate') * m_hat / (pt.sqrt(v_hat) + h('epsilon'))
+        return pairs, m_hat, pt.sqrt(v_hat) + h('epsilon')
+
+    def _get_updates_for(self, param, grad):
+        pairs, m_hat, denom = self._moments(param, grad)
+        yield from pairs
+        self._set_step_size(param, self._hyper('learning_rate', param) / denom)
+        yield param, self._hyper('learning_rate', param) * m_hat / denom
 
 
 del np

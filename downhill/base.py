@@ -18,7 +18,7 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from . import graph, hyperparams, transforms
+from . import graph, hyperparams, schedules, transforms
 from .dataset import as_dataset
 from .logs import IMPROVED, Progress, format_monitors
 
@@ -42,7 +42,7 @@ def algorithms():
 
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-          monitor_gradients=False, mode=None):
+          monitor_gradients=False, mode=None, constraints=None):
     """Construct an optimizer by name.
 
     Parameters
@@ -70,13 +70,21 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         Add ``grad(NAME)``, the squared L2 norm of each parameter's gradient.
     mode : str or pytensor Mode, optional
         The compile mode (default: PyTensor's configured mode).
+    constraints : dict, optional
+        Maps a parameter to a projection or proximal operator (or a list of
+        them, applied in order) from :mod:`downhill.prox`, or any callable
+        ``(new_value, step_size) -> expression``, applied to the parameter's
+        new value inside every update. With regularizers (``prox.l1``...),
+        the ``'loss'`` monitor is the composite objective; see
+        :mod:`downhill.prox`.
 
     Returns
     -------
     Optimizer
     """
     return Optimizer.build(algo, loss, params=params, inputs=inputs, updates=updates,
-                           monitors=monitors, monitor_gradients=monitor_gradients, mode=mode)
+                           monitors=monitors, monitor_gradients=monitor_gradients, mode=mode,
+                           constraints=constraints)
 
 
 class Optimizer:
@@ -109,7 +117,7 @@ class Optimizer:
 
     @staticmethod
     def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-              monitor_gradients=False, mode=None):
+              monitor_gradients=False, mode=None, constraints=None):
         """Construct an optimizer by name; see :func:`downhill.build`."""
         if isinstance(algo, type) and issubclass(algo, Optimizer):
             cls = algo
@@ -120,10 +128,10 @@ class Optimizer:
         else:
             raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
         return cls(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
-                   monitor_gradients=monitor_gradients, mode=mode)
+                   monitor_gradients=monitor_gradients, mode=mode, constraints=constraints)
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None):
+                 monitor_gradients=False, mode=None, constraints=None):
         graph.check_loss(loss)
         self._loss = loss
         self._mode = mode
@@ -144,9 +152,20 @@ class Optimizer:
                     log.info('parameter %s has no name; its gradient monitor is grad(%s)', param, name)
                 self._monitor_names.append(f'grad({name})')
                 self._monitor_exprs.append(pt.sqr(grad).sum())
+        self._constraints = self._check_constraints(constraints)
+        self._add_regularizer_monitors()
         self._hypers = {}           # name -> float64 shared scalar
         self._states = {}           # (param, name) -> shared state variable
         self._state_inits = {}      # (param, name) -> initial fill value (or callable)
+        self._hyper_exprs = {}      # name -> symbolic value of a scheduled hyperparameter
+        self._schedules = {}        # name -> the Schedule it follows
+        self._validation_hooks = []  # host-side parts of schedules (reduce_on_plateau)
+        self._step_sizes = {}       # param -> per-element step size of the last update built
+        #: Updates made so far: every training step adds 1. Schedules read it.
+        #: Algorithm state (key ``(None, 'update_count')``): ``reset=True`` zeroes it.
+        self.update_count = pytensor.shared(np.int64(0), name='update_count')
+        self._states[(None, 'update_count')] = self.update_count
+        self._state_inits[(None, 'update_count')] = 0
         self._step_fns = {}         # graph key -> compiled training step
         self._eval_fn = None
         self._best_params = [p.get_value() for p in self._params]
@@ -241,6 +260,67 @@ class Optimizer:
                              f'{", ".join(graph.describe(v) for v in missing)}')
         return inputs
 
+    def _check_constraints(self, constraints):
+        """``{param: [op, ...]}`` from the ``constraints=`` mapping, checked."""
+        if constraints is None:
+            return {}
+        import collections.abc
+        if not isinstance(constraints, collections.abc.Mapping):
+            raise TypeError('constraints must be a dict mapping parameters to operators from '
+                            f'downhill.prox (or lists of them), got {type(constraints).__name__}')
+        names = ', '.join(graph.describe(p) for p in self._params)
+        out = {}
+        for key, ops in constraints.items():
+            if not any(key is p for p in self._params):
+                what = graph.describe(key) if isinstance(key, Variable) else repr(key)
+                raise ValueError(f'constraints: {what} is not one of the parameters being '
+                                 f'optimized ({names})')
+            ops = [ops] if callable(ops) else ops
+            if not isinstance(ops, (list, tuple)):
+                raise TypeError(f'constraints[{graph.describe(key)}] must be an operator from '
+                                f'downhill.prox, a callable or a list of them, got {ops!r}')
+            for i, op in enumerate(ops):
+                if not callable(op):
+                    raise TypeError(f'constraints[{graph.describe(key)}][{i}] is {op!r}, not a '
+                                    'callable (new_value, step_size) -> expression')
+            if ops:
+                out[key] = list(ops)
+        return out
+
+    def _add_regularizer_monitors(self):
+        """Make ``'loss'`` the composite objective when constraints carry regularizers.
+
+        Adds ``'raw_loss'`` (the loss itself) and one monitor per regularizer
+        (``'l1(w)'``) after the others; validation then compares loss +
+        regularizers.
+        """
+        names, values = [], []
+        for param, ops in self._constraints.items():
+            for op in ops:
+                penalty = getattr(op, 'penalty', None)
+                value = penalty(param) if callable(penalty) else None
+                if value is None:
+                    continue
+                if not isinstance(value, Variable) or getattr(value.type, 'ndim', None) != 0:
+                    raise ValueError(f'the penalty of constraint {op!r} on {graph.describe(param)} '
+                                     f'must be a scalar expression, got {value!r}')
+                label = getattr(op, 'name', None) or type(op).__name__
+                names.append(f'{label}({param.name or graph.describe(param)})')
+                values.append(value)
+        if not values:
+            return
+        names = ['raw_loss'] + names
+        for name in names:
+            if name in self._monitor_names or names.count(name) > 1:
+                raise ValueError(f'monitor name {name!r} is used twice (the composite loss of '
+                                 'proximal regularizers adds it)')
+        total = self._loss
+        for value in values:
+            total = total + value
+        self._monitor_names.extend(names)
+        self._monitor_exprs[0] = total
+        self._monitor_exprs.extend([self._loss] + values)
+
     # --------------------------------------------------------- hyperparameters
 
     def _valid_keywords(self):
@@ -254,30 +334,68 @@ class Optimizer:
                         names.add(p.name)
         return names
 
-    def _set_hyper(self, name, value):
+    def _set_hyper(self, name, value, attr=True):
         """Hold a numeric hyperparameter in a float64 shared scalar named ``name``.
 
         The compiled step reads the shared value, so changing it never
-        recompiles; each parameter sees it cast to its own dtype.
+        recompiles; each parameter sees it cast to its own dtype. With
+        ``attr`` (the default) it is also the attribute ``name``.
         """
         var = self._hypers.get(name)
         if var is None:
             var = self._hypers[name] = pytensor.shared(np.float64(value), name=name)
         else:
             var.set_value(np.float64(value))
-        setattr(self, name, var)
+        if attr:
+            setattr(self, name, var)
         return var
 
     def _hyper(self, name, param):
-        """The hyperparameter ``name`` as a scalar of ``param``'s dtype."""
-        return transforms.as_dtype(self._hypers[name], param.dtype)
+        """The hyperparameter ``name`` (a number or a schedule's value) as a scalar of ``param``'s dtype."""
+        value = self._hyper_exprs.get(name)
+        if value is None:
+            value = self._hypers[name]
+        return transforms.as_dtype(value, param.dtype)
+
+    def _set_schedulable(self, name, value, label):
+        """A hyperparameter given as a number or a :class:`~downhill.schedules.Schedule`.
+
+        A number is held by :meth:`_set_hyper`. A schedule's numbers are held
+        in shared scalars ``name.NUMBER`` and its value is an expression of
+        :attr:`update_count`. Returns the shared variable or the expression.
+        """
+        if isinstance(value, schedules.Schedule):
+            shared = {k: self._set_hyper(f'{name}.{k}', v, attr=False)
+                      for k, v in value.numbers().items()}
+            value._bind(self, label, shared)
+            expr = pt.cast(value.symbolic(pt.cast(self.update_count, 'float64'), shared), 'float64')
+            self._hyper_exprs[name] = expr
+            self._schedules[name] = value
+            self._validation_hooks.extend(value.observers())
+            return expr
+        self._hyper_exprs.pop(name, None)
+        self._schedules.pop(name, None)
+        return self._set_hyper(name, hyperparams.number(label, value, low=0), attr=False)
+
+    def _current(self, name):
+        """The value of hyperparameter ``name`` that the next update will use, as a float."""
+        expr = self._hyper_exprs.get(name)
+        if expr is None:
+            return float(self._hypers[name].get_value())
+        return float(pytensor.function([], expr, mode='FAST_COMPILE')())
+
+    def _uses_momentum(self):
+        return '_momentum' in self._schedules or self.momentum != 0
 
     def _prepare(self, learning_rate=1e-4, momentum=0, nesterov=False,
-                 max_gradient_norm=0, max_gradient_elem=0, **unknown):
+                 max_gradient_norm=0, max_gradient_elem=0, weight_decay=0, **unknown):
         """Set the hyperparameters common to every algorithm.
 
         Subclasses read their own keywords in their own ``_prepare`` and pass
         the rest on; whatever reaches this method unread is an error.
+        ``learning_rate`` and ``momentum`` may be schedules
+        (:mod:`downhill.schedules`); then the attribute is an expression
+        (``opt.learning_rate.eval()`` is the value the next update uses).
         """
         for old in CLIP_SYNONYMS:
             if old in unknown:
@@ -285,23 +403,30 @@ class Optimizer:
                 if not max_gradient_elem:
                     max_gradient_elem = value
         hyperparams.reject_unknown(f'{type(self).__name__}', unknown, self._valid_keywords())
-        self._set_hyper('learning_rate', hyperparams.number('learning_rate', learning_rate, low=0))
-        self.momentum = hyperparams.number('momentum', momentum, low=0)
-        hyperparams.warn_if(self.momentum >= 1, 'momentum=%s >= 1 makes the velocity grow without '
-                            'bound', self.momentum)
-        self._set_hyper('_momentum', self.momentum)
+        self._validation_hooks = []
+        self.learning_rate = self._set_schedulable('learning_rate', learning_rate, 'learning_rate')
+        if isinstance(momentum, schedules.Schedule):
+            self.momentum = self._set_schedulable('_momentum', momentum, 'momentum')
+        else:
+            self.momentum = hyperparams.number('momentum', momentum, low=0)
+            hyperparams.warn_if(self.momentum >= 1, 'momentum=%s >= 1 makes the velocity grow '
+                                'without bound', self.momentum)
+            self._set_schedulable('_momentum', self.momentum, 'momentum')
         self.nesterov = hyperparams.flag('nesterov', nesterov)
         self.max_gradient_norm = hyperparams.number('max_gradient_norm', max_gradient_norm, low=0)
         self.max_gradient_elem = hyperparams.number('max_gradient_elem', max_gradient_elem, low=0)
         self._set_hyper('_max_gradient_norm', self.max_gradient_norm)
         self._set_hyper('_max_gradient_elem', self.max_gradient_elem)
+        self.weight_decay = hyperparams.number('weight_decay', weight_decay, low=0)
+        self._set_hyper('_weight_decay', self.weight_decay)
 
     def _graph_key(self):
         """What the shape of the update graph depends on (see ``_graph_attrs``)."""
         if self._graph_attrs is None:
             return object()  # never equal to another: always compile anew
-        return (self.momentum != 0, self.nesterov, self.max_gradient_elem > 0,
-                self.max_gradient_norm > 0,
+        return (self._uses_momentum(), self.nesterov, self.max_gradient_elem > 0,
+                self.max_gradient_norm > 0, self.weight_decay > 0,
+                tuple(sorted((k, s.structure()) for k, s in self._schedules.items())),
                 tuple(getattr(self, a) for a in self._graph_attrs))
 
     # ------------------------------------------------------------------- state
@@ -344,6 +469,8 @@ class Optimizer:
                 grad = transforms.clip_gradient_elements(grad, self._hyper('_max_gradient_elem', param))
             elif self.max_gradient_norm > 0:
                 grad = transforms.rescale_gradient_norm(grad, self._hyper('_max_gradient_norm', param))
+            if self.weight_decay > 0 and not getattr(self, '_decoupled_weight_decay', False):
+                grad = transforms.add_weight_decay(grad, param, self._hyper('_weight_decay', param))
             yield param, grad
 
     def get_updates(self, **kwargs):
@@ -357,6 +484,15 @@ class Optimizer:
         optimizer: a later call that changes them changes them for every
         function compiled from this optimizer's updates.
 
+        The pairs include the constraints given to :func:`downhill.build`
+        and the increment of :attr:`update_count` (which schedules read), so
+        a function compiled from them behaves like a step of
+        :meth:`iterate`. With a constraint and momentum, whatever the
+        constraint changes in the parameter is also added to the stored
+        velocity: with classical momentum the velocity is then the actual
+        move :math:`p_{t+1} - p_t` (projected heavy-ball), so it never
+        accumulates motion that the constraint undoes.
+
         Returns
         -------
         list of (shared variable, expression) pairs
@@ -369,22 +505,61 @@ class Optimizer:
 
     def _build_updates(self):
         pairs = []
+        self._step_sizes = {}
         for param, grad in self._differentiate():
-            for var, expr in self._get_updates_for(param, grad):
+            # run the algorithm's generator to the end first: it records the step size
+            for var, expr in list(self._get_updates_for(param, grad)):
                 if var is not param:
                     pairs.append((var, _as_type(expr, var)))
                     continue
                 step = _as_type(expr, param)
-                if self.momentum == 0:
-                    pairs.append((param, param - step))
+                if not self._uses_momentum():
+                    pairs.append((param, self._constrain(param, param - step)))
                     continue
                 velocity = self._state(param, 'velocity')
                 rule = transforms.nesterov_step if self.nesterov else transforms.momentum_step
                 new_velocity, new_param = rule(param, step, velocity, self._hyper('_momentum', param))
+                if param in self._constraints:
+                    constrained = self._constrain(param, new_param)
+                    new_velocity = new_velocity + (constrained - new_param)
+                    new_param = constrained
                 pairs.append((velocity, new_velocity))
                 pairs.append((param, new_param))
         pairs.extend(self._finish_updates())
+        pairs.append((self.update_count, self.update_count + 1))
         return pairs
+
+    def _set_step_size(self, param, size):
+        """Record the per-element step size of ``param``'s update, for proximal operators.
+
+        An algorithm whose step is :math:`s = D \\odot d` for a search
+        direction :math:`d` (the gradient or its running mean) and a positive
+        diagonal preconditioner :math:`D` (the learning rate included) calls
+        this with :math:`D`, an expression in the new state, from
+        :meth:`_get_updates_for`. The default is the learning rate.
+        """
+        self._step_sizes[param] = size
+
+    def _step_size(self, param):
+        size = self._step_sizes.get(param)
+        return self._hyper('learning_rate', param) if size is None else _as_type(size, param)
+
+    def _constrain(self, param, value):
+        """``value`` (the parameter's new value) after the constraints on ``param``."""
+        ops = self._constraints.get(param)
+        if not ops:
+            return value
+        size = self._step_size(param)
+        for op in ops:
+            out = op(value, size)
+            if not isinstance(out, Variable):
+                out = pt.as_tensor_variable(out)
+            if getattr(out.type, 'ndim', None) != param.type.ndim:
+                raise ValueError(f'constraint {op!r} on {graph.describe(param)} returned an '
+                                 f'expression with {getattr(out.type, "ndim", "?")} dimensions; '
+                                 f'the parameter has {param.type.ndim}')
+            value = param.type.filter_variable(_as_type(out, param), allow_convert=True)
+        return value
 
     def _get_updates_for(self, param, grad):
         """Yield the update pairs for one parameter.

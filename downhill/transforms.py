@@ -39,6 +39,11 @@ def rescale_gradient_norm(grad, max_norm):
     return grad * scale
 
 
+def add_weight_decay(grad, param, decay):
+    r"""The gradient of the loss plus that of :math:`\tfrac{\lambda}{2} \lVert p \rVert^2`: :math:`g + \lambda p`."""
+    return grad + as_dtype(decay, grad.dtype) * param
+
+
 def momentum_step(param, step, velocity, mu):
     r"""Classical momentum: :math:`v \leftarrow \mu v - s`, :math:`p \leftarrow p + v`.
 
