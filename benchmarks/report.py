@@ -47,7 +47,7 @@ def rows(results):
         mine = [r for r in results if r.get('problem') == problem]
         if not mine:
             continue
-        raw_rate = None
+        raw_rate = raw_cpu = None
         for impl in ORDER:
             runs = [r for r in mine if r.get('impl') == impl]
             if not runs:
@@ -71,6 +71,9 @@ def rows(results):
                     row['skipped'] = skipped
                 if errors:
                     row['error'] = errors[0]
+                cpu = [x for r in full for x in r.get('cpu_rates', {}).get(v, [])]
+                if cpu:
+                    row['cpu_ups'] = float(np.median(cpu))
                 if rates:
                     row['ups'] = float(np.median(rates))
                     row['ups_min'], row['ups_max'] = float(min(rates)), float(max(rates))
@@ -79,6 +82,7 @@ def rows(results):
                     row['round_medians'] = [float(np.median(r['rates'][v])) for r in full if v in r['rates']]
                     if impl == 'raw' and v == 'base':
                         raw_rate = row['ups']
+                        raw_cpu = row.get('cpu_ups')
                 if v == 'base':
                     row['first_cold_s'] = min(cold) if cold else None
                     warm = [r['first_s'] for r in full]
@@ -102,10 +106,13 @@ def rows(results):
         for row in out:
             if row['problem'] == problem and raw_rate and row.get('ups'):
                 row['ratio'] = row['ups'] / raw_rate
+            if row['problem'] == problem and raw_cpu and row.get('cpu_ups'):
+                row['cpu_ratio'] = row['cpu_ups'] / raw_cpu
     return out
 
 
 COLUMNS = ['problem', 'implementation', 'upd/s (median)', 'min..max', 'ratio vs raw',
+           'upd per CPU-s (ratio)',
            'first update cold / warm (s)', 'import (s)', 'peak RSS MB (after imports)',
            'check: max rel diff vs raw', 'other cores busy']
 
@@ -137,7 +144,7 @@ def markdown_table(rows):
             check = '-'
         lines.append('| ' + ' | '.join([
             name, r['label'], _fmt_rate(r.get('ups')), spread, _fmt(r.get('ratio'), '.2f'),
-            first, imp, mem, check, _fmt(r.get('other_cores'), '.2f')]) + ' |')
+            f'{_fmt_rate(r.get("cpu_ups"))} ({_fmt(r.get("cpu_ratio"), ".2f")})', first, imp, mem, check, _fmt(r.get('other_cores'), '.2f')]) + ' |')
     return '\n'.join(lines)
 
 
@@ -156,7 +163,9 @@ def markdown(meta, rows):
         f'(linker {v.get("pytensor_linker", "?")}), blas__ldflags `{v.get("blas__ldflags", "?")}`; '
         f'{meta["threads"]} threads per worker',
         f'- {meta["rounds"]} timed process(es) per implementation x {meta["windows"]} windows of '
-        f'~{meta["target_s"]} s; upd/s is the median over all windows',
+        f'~{meta["target_s"]} s; upd/s is the median over all windows (wall clock); '
+        '"upd per CPU-s" divides by the CPU time of the worker process instead (all its threads), '
+        'which a busy neighbour disturbs much less',
         f'- load average at the end: {" ".join(meta.get("loadavg_end") or [])}',
         '',
         markdown_table(rows),

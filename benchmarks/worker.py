@@ -29,7 +29,9 @@ or flags touch another's. The configuration is a JSON object:
 
 The result JSON holds ``import_s``, ``first_s`` (build + compile + first
 update with its loss fetched, imports excluded), ``rates`` (updates/s per
-window, per variant), ``steps_per_window``, ``final_loss``, ``rss_import_mb``
+window, per variant, wall clock), ``cpu_rates`` (updates per CPU-second of
+the whole process, all its threads: on a shared machine a neighbour's load
+drops out of these, mostly), ``steps_per_window``, ``final_loss``, ``rss_import_mb``
 (high-water mark after the imports) and ``rss_peak_mb`` (at the end).
 """
 
@@ -273,14 +275,19 @@ def measure(cfg):
     per_step = dt / n
     n = max(gran, int(round(cfg.get('target_s', 0.2) / per_step / gran)) * gran)
     rates = {v: [] for v in variants}
+    cpu_rates = {v: [] for v in variants}
     for _ in range(cfg.get('windows', 7)):
         for v in variants:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             runner.steps(n, v)
-            rates[v].append(n / (time.perf_counter() - t0))
+            t1, c1 = time.perf_counter(), time.process_time()
+            rates[v].append(n / (t1 - t0))
+            cpu_rates[v].append(n / max(c1 - c0, 1e-9))
     result['steps_per_window'] = n
     result['rates'] = rates
+    result['cpu_rates'] = cpu_rates
     result['median'] = {v: float(np.median(r)) for v, r in rates.items()}
+    result['cpu_median'] = {v: float(np.median(r)) for v, r in cpu_rates.items()}
     result['rss_peak_mb'] = _hwm_mb()
     result['versions'] = _versions()
     return result
