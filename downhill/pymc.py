@@ -238,7 +238,7 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
                 kwargs['learning_rate'] = DEFAULT_LEARNING_RATES[key]
         for name, value in DEFAULT_HYPERS.get(key, {}).items():
             kwargs.setdefault(name, value)
-        history = _run_stages(opt, kwargs, max_updates, patience, validate_every,
+        history = _run_stages(opt, problem.params, problem.stochastic, kwargs, max_updates, patience, validate_every,
                               min_improvement, anneal, anneal_factor)
         point = problem.point(include_transformed, mode)
         log.info('find_map: %d updates in %.2f s, -logp=%.8g%s', len(history),
@@ -252,9 +252,16 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     return point
 
 
-def _run_stages(opt, kwargs, max_updates, patience, validate_every, min_improvement,
-                anneal, anneal_factor):
-    """Run ``opt`` in stages of falling learning rate; return every (train, valid) pair."""
+def _run_stages(opt, params, stochastic, kwargs, max_updates, patience, validate_every,
+                min_improvement, anneal, anneal_factor):
+    """Run ``opt`` in stages of falling learning rate; return every (train, valid) pair.
+
+    A deterministic loss keeps the best parameters of each stage (what
+    ``iterate`` restores). A stochastic (mini-batch) loss validates on a
+    random mini-batch, so its "best" is mostly the luckiest batch: there each
+    stage goes on from its last parameters instead, and the result is the
+    average of the parameters over the last stage (Polyak-Ruppert averaging).
+    """
     max_updates = int(max_updates)
     anneal = int(anneal)
     if max_updates < 1:
@@ -268,9 +275,22 @@ def _run_stages(opt, kwargs, max_updates, patience, validate_every, min_improvem
         left = max_updates - len(history)
         if left <= 0:
             break
-        history.extend(opt.iterate(None, None, max_updates=left, patience=patience,
-                                   validate_every=validate_every, min_improvement=min_improvement,
-                                   **kwargs))
+        total, count = None, 0
+        for pair in opt.iterate(None, None, max_updates=left, patience=patience,
+                                validate_every=validate_every, min_improvement=min_improvement,
+                                **kwargs):
+            history.append(pair)
+            if stochastic:
+                values = [p.get_value() for p in params]
+                if total is None:
+                    total = values
+                else:
+                    for t, v in zip(total, values):
+                        t += v
+                count += 1
+        if stochastic and count:
+            last_stage = stage == anneal or len(history) >= max_updates
+            opt.set_params([t / count for t in total] if last_stage else values)
         rate = float(opt.learning_rate.get_value())
         kwargs['learning_rate'] = rate * anneal_factor
     if len(history) >= max_updates:
