@@ -55,11 +55,130 @@ html_title = f'downhill {release}'
 # file exists; until then the entry is left out, so the build stays clean.
 PYMC_PAGE = os.path.join(HERE, 'pymc.rst')
 
+# ----------------------------------------------------------------------------
+# Pages derived from the code, so the docs follow the algorithm registry.
+#
+# Every registered algorithm without a hand-written page in docs/algorithms/
+# gets a generated one (docs/algorithms/auto-NAME.rst, not committed): its
+# docstring through autoclass, citing every reference the docstring lists.
 
-def _optional_pages(app, docname, source):
+import inspect  # noqa: E402
+import re  # noqa: E402
+
+ALGO_DIR = os.path.join(HERE, 'algorithms')
+
+
+def _extra_algorithms():
+    extra = {}
+    for name, cls in downhill.algorithms().items():
+        if not os.path.exists(os.path.join(ALGO_DIR, f'{name}.rst')):
+            extra[name] = cls
+    return extra
+
+
+def _write_generated_pages():
+    extra = _extra_algorithms()
+    for old in os.listdir(ALGO_DIR):
+        if old.startswith('auto-') and old.endswith('.rst') and old[5:-4] not in extra:
+            os.remove(os.path.join(ALGO_DIR, old))
+    for name, cls in extra.items():
+        doc = inspect.getdoc(cls) or name
+        summary = doc.splitlines()[0].strip().rstrip('.')
+        title = f'{cls.__name__}: {summary}' if not summary.startswith(cls.__name__) else summary
+        labels = re.findall(r'^\s*\.\. \[(\w+)\]', doc, re.M)
+        cites = ' '.join(f'[{label}]_' for label in labels)
+        text = [title, '=' * len(title), '', f"``algo='{name}'``", '']
+        if cites:
+            text += [f'References: {cites}.', '']
+        text += [f'.. autoclass:: {cls.__module__}.{cls.__qualname__}', '']
+        path = os.path.join(ALGO_DIR, f'auto-{name}.rst')
+        content = '\n'.join(text)
+        if not os.path.exists(path) or open(path).read() != content:
+            with open(path, 'w') as f:   # only when changed, so incremental builds stay valid
+                f.write(content)
+
+
+_write_generated_pages()
+
+
+def _edit_sources(app, docname, source):
     if docname == 'index' and not os.path.exists(PYMC_PAGE):
         source[0] = '\n'.join(line for line in source[0].split('\n') if line.strip() != 'pymc')
+    if docname == 'algorithms/index':
+        extra = ''.join(f'   auto-{name}\n' for name in _extra_algorithms())
+        source[0] = source[0].rstrip('\n') + '\n' + extra
+
+
+def _keyword_table():
+    """reST for a table of every keyword iterate() accepts, read from the code."""
+    from downhill import cli
+    algos = downhill.algorithms()
+    rows = []
+    for key, default in cli.loop_keywords().items():
+        rows.append((key, default, 'the training loop'))
+    common = cli.hyperparameters(downhill.Optimizer)
+    for key, default in common.items():
+        rows.append((key, default, 'every algorithm'))
+    seen = {}
+    for name, cls in algos.items():
+        for key, default in cli.hyperparameters(cls, common=False).items():
+            seen.setdefault((key, repr(default)), (key, default, []))[2].append(name)
+    for key, default, names in seen.values():
+        rows.append((key, default, ', '.join(names)))
+    lines = ['.. list-table::', '   :header-rows: 1', '   :widths: 25 15 60', '',
+             '   * - keyword', '     - default', '     - used by']
+    for key, default, users in rows:
+        value = f'{default:g}' if isinstance(default, float) else repr(default)
+        lines += [f'   * - ``{key}``', f'     - ``{value}``', f'     - {users}']
+    return '\n'.join(lines) + '\n'
+
+
+def _keyword_source(app, docname, source):
+    if docname == 'hyperparameters':
+        source[0] = source[0].replace('.. downhill-keyword-table::\n', _keyword_table())
+
+
+# Sphinx citations are global: a reference listed in two docstrings (Adam's
+# paper in every member of the Adam family) would be a duplicate. The first
+# docstring to define a label keeps the citation; later ones show theirs as
+# plain text, and their [LABEL]_ references link to the first.
+_CITED = {}
+
+
+def _documented_name(name, cls):
+    """The name autoclass gives the class on its page (hand-written or generated)."""
+    if os.path.exists(os.path.join(ALGO_DIR, f'{name}.rst')):
+        return f'downhill.{cls.__name__}'
+    return f'{cls.__module__}.{cls.__qualname__}'
+
+
+# Decide the owner of every label from the code, not from the order in which
+# pages happen to be read: hand-written pages first, in registry order.
+for _name, _cls in sorted(downhill.algorithms().items(),
+                          key=lambda item: item[0] in _extra_algorithms()):
+    for _label in re.findall(r'^\s*\.\. \[(\w+)\]', inspect.getdoc(_cls) or '', re.M):
+        _CITED.setdefault(_label, _documented_name(_name, _cls))
+_CITATION = re.compile(r'^(\s*)\.\. \[(\w+)\](.*)$')
+
+
+def _unique_citations(app, what, name, obj, options, lines):
+    for i, line in enumerate(lines):
+        match = _CITATION.match(line)
+        if not match:
+            continue
+        indent, label, rest = match.groups()
+        owner = _CITED.setdefault(label, name)
+        if owner != name:
+            lines[i] = f'{indent}| [{label}]{rest}'
+
+
+def _always_reread(app, env, added, changed, removed):
+    # These pages are partly generated from the code: read them on every build.
+    return ['index', 'algorithms/index', 'hyperparameters']
 
 
 def setup(app):
-    app.connect('source-read', _optional_pages)
+    app.connect('source-read', _edit_sources)
+    app.connect('source-read', _keyword_source)
+    app.connect('autodoc-process-docstring', _unique_citations, priority=600)
+    app.connect('env-get-outdated', _always_reread)

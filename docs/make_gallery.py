@@ -32,7 +32,9 @@ NOTES = {
     'rosenbrock': 'A long, curved, flat-bottomed valley: finding it is easy, following it '
                   'to the minimum at (1, 1) is the hard part.',
     'ackley': 'A funnel covered in regular bumps. From far out on the plateau the bumps '
-              'trap small steps; only large or growing steps get through to the centre.',
+              'trap small steps: most algorithms stop in the first one. ADAGRAD, RMSProp '
+              'and NAG race here with large learning rates, which carry them over the '
+              'bumps towards the centre.',
     'rastrigin': 'A bowl with a grid of local minima: most methods stop in the nearest one.',
     'beale': 'Flat valleys and sharp ridges towards the corners; the minimum is at (3, 0.5).',
     'himmelblau': 'Four global minima, all with value 0; which one an algorithm reaches '

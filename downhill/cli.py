@@ -382,25 +382,46 @@ RACE_DEFAULTS = {
         'steps': 500,
         'sgd': dict(learning_rate=1e-3, momentum=0.9),
         'nag': dict(learning_rate=1e-3, momentum=0.9),
-        'rprop': dict(learning_rate=1e-3, rprop_increase=1.2, rprop_decrease=0.5),
-        'rmsprop': dict(learning_rate=1e-2),
-        'adagrad': dict(learning_rate=0.1),
-        'adadelta': dict(),
-        'esgd': dict(learning_rate=1e-2),
-        'adam': dict(learning_rate=1e-2),
+        'rprop': dict(learning_rate=1e-2, rprop_increase=1.2, rprop_decrease=0.5),
+        'rmsprop': dict(learning_rate=3e-3),
+        'adagrad': dict(learning_rate=1.0),
+        'adadelta': dict(rms_regularizer=1e-6),
+        'esgd': dict(learning_rate=0.3),
+        'adam': dict(learning_rate=0.03),
+        'adamw': dict(learning_rate=0.03),
+        'adamax': dict(learning_rate=0.03),
+        'nadam': dict(learning_rate=0.03),
         '*': dict(learning_rate=1e-3),
+    },
+    'rosenbrock': {
+        'steps': 1000,
+        'esgd': dict(learning_rate=1.0),
+    },
+    # From the plateau of Ackley's function small steps stop in the first bump;
+    # these large ones get out (most of the others stay: that is the lesson).
+    'ackley': {
+        'adagrad': dict(learning_rate=3.0),
+        'rmsprop': dict(learning_rate=1.0),
+        'nag': dict(learning_rate=0.1, momentum=0.9),
     },
 }
 
 
 def race_defaults(landscape, algo):
-    """The race hyperparameters of ``algo`` on the landscape named ``landscape``."""
+    """The race hyperparameters of ``algo`` on the landscape named ``landscape``.
+
+    An algorithm without an entry of its own takes those of its nearest
+    ancestor class that has one (so a subclass of Adam races like Adam).
+    """
     table = RACE_DEFAULTS.get(landscape, {})
     generic = RACE_DEFAULTS['*']
-    if algo in table:
-        return dict(table[algo])
-    if algo in generic:
-        return dict(generic[algo])
+    cls = registered_algorithms().get(algo)
+    keys = [algo] + [base._algorithm_key(k.__name__) for k in (cls.__mro__[1:] if cls else ())]
+    for key in keys:
+        if key in table:
+            return dict(table[key])
+        if key in generic:
+            return dict(generic[key])
     return dict(table.get('*', generic['*']))
 
 
@@ -598,9 +619,8 @@ def race_command(landscape, algos, steps, start, dim, settings, tol, plot_path, 
     LANDSCAPE --help` does not list them; `--json` records them); `--set`
     overrides them.
 
-    LANDSCAPE is one of: rosenbrock, ackley, rastrigin, beale, himmelblau,
-    styblinski_tang, quadratic, gaussian_wells (`downhill landscapes`
-    describes them).
+    LANDSCAPE is one of: {landscapes} (`downhill landscapes` describes
+    them).
 
     \b
     Examples:
@@ -649,6 +669,11 @@ def race_command(landscape, algos, steps, start, dim, settings, tol, plot_path, 
         click.echo(f'{key}: {steps} updates from ({point}); minimum {problem.minimum_value:g}')
         click.echo(_table(rows, ['algorithm', 'final loss', 'distance', f'updates to {tol:g}',
                                  'time (s)', ''], ['<', '>', '>', '>', '>', '<']))
+        if verbose:
+            click.echo('settings:')
+            for r in results:
+                click.echo(f"  {r['algo']}: " + (' '.join(
+                    f'{k}={_fmt_default(v)}' for k, v in r['hyperparameters'].items()) or '(defaults)'))
     if plot_path is not None:
         _save_plot(problem, results, plot_path, steps)
         if not quiet:
@@ -668,6 +693,10 @@ def race_command(landscape, algos, steps, start, dim, settings, tol, plot_path, 
                 f.write(text + '\n')
             if not quiet:
                 click.echo(f'wrote {json_path}')
+
+
+race_command.help = race_command.help.replace(
+    '{landscapes}', ', '.join(landscapes_module.LANDSCAPES))
 
 
 def _jsonable(result):

@@ -40,8 +40,11 @@ COLORS = {
     'adadelta': '#8c564b',
     'esgd': '#e377c2',
     'adam': '#17becf',
+    'adamw': '#bcbd22',
+    'adamax': '#7f7f7f',
+    'nadam': '#393b79',
 }
-_EXTRA = ['#bcbd22', '#7f7f7f', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173']
+_EXTRA = ['#637939', '#8c6d31', '#843c39', '#7b4173', '#5254a3', '#e7ba52', '#31a354']
 
 _MISSING = ('downhill.plot needs matplotlib, which is not installed; install it with '
             '"pip install matplotlib"')

@@ -370,3 +370,22 @@ def test_status_line_is_rate_limited_and_off_without_terminal(capsys):
 def test_version(run):
     result = run('--version')
     assert result.exit_code == 0 and downhill.__version__ in result.output
+
+
+def test_race_verbose_prints_the_settings(run):
+    result = run('race', 'quadratic', '-a', 'sgd', '-n', 3, '-v', *FAST)
+    assert result.exit_code == 0, result.output
+    assert 'settings:' in result.output and 'sgd: learning_rate=0.001 momentum=0.9' in result.output
+
+
+def test_race_defaults_follow_the_class_hierarchy():
+    class Cli_Test_Adam(downhill.Adam):
+        """Adam, renamed."""
+
+    try:
+        assert cli.race_defaults('rosenbrock', 'clitestadam') == cli.race_defaults('rosenbrock', 'adam')
+        assert cli.race_defaults('ackley', 'adagrad')['learning_rate'] == 3.0
+        assert cli.race_defaults('beale', 'adagrad') == cli.RACE_DEFAULTS['*']['adagrad']
+        assert cli.race_steps('rosenbrock') == 1000 and cli.race_steps('beale') == 500
+    finally:
+        downhill.base._REGISTRY.pop('clitestadam', None)
