@@ -18,8 +18,8 @@ log = logging.getLogger('downhill')
 #: Learning rates (step sizes in the unconstrained space) used by find_map when
 #: none is given. ``None``: the algorithm's own default.
 DEFAULT_LEARNING_RATES = {
-    'adam': 0.1, 'rmsprop': 0.01, 'adagrad': 0.5, 'rprop': 0.01,
-    'esgd': 0.1, 'sgd': None, 'nag': None, 'adadelta': None,
+    'adam': 0.1, 'adamax': 0.1, 'adamw': 0.1, 'nadam': 0.1, 'rmsprop': 0.01, 'adagrad': 0.5,
+    'rprop': 0.01, 'esgd': 0.1, 'sgd': None, 'nag': None, 'adadelta': None,
 }
 #: Other hyperparameters find_map sets when they are not given.
 DEFAULT_HYPERS = {'rprop': {'rprop_increase': 1.2, 'rprop_decrease': 0.5}}
