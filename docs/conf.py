@@ -90,6 +90,11 @@ def _write_generated_pages():
         text = [title, '=' * len(title), '', f"``algo='{name}'``", '']
         if cites:
             text += [f'References: {cites}.', '']
+        if os.path.exists(os.path.join(HERE, '_static', 'gallery', f'algo-{name}.png')):
+            text += [f'.. image:: ../_static/gallery/algo-{name}.png',
+                     f'   :alt: {cls.__name__} on the Rosenbrock function', '   :width: 100%', '',
+                     f'*{cls.__name__} alone on the Rosenbrock function, with its race defaults:* '
+                     f'``downhill race rosenbrock -a {name} --plot {name}.png``.', '']
         text += [f'.. autoclass:: {cls.__module__}.{cls.__qualname__}', '']
         path = os.path.join(ALGO_DIR, f'auto-{name}.rst')
         content = '\n'.join(text)

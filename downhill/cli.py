@@ -404,6 +404,11 @@ RACE_DEFAULTS = {
         'rmsprop': dict(learning_rate=1.0),
         'nag': dict(learning_rate=0.1, momentum=0.9),
     },
+    # The start lies on a gentle slope, where steps of 1e-3 barely move.
+    'gaussian_wells': {
+        'sgd': dict(learning_rate=0.03, momentum=0.9),
+        'nag': dict(learning_rate=0.03, momentum=0.9),
+    },
 }
 
 
