@@ -403,7 +403,8 @@ class _Plateau(Schedule):
         except KeyError:
             raise KeyError(f'reduce_on_plateau watches the monitor {self.monitor!r}, which is not '
                            f'among {", ".join(map(repr, valid_monitors))}') from None
-        if self._wait > 0:
+        cooling = self._wait > 0
+        if cooling:
             self._wait -= 1
         improved = self.best is None or (
             self.best - value > abs(self.best) * self.min_improvement and not math.isnan(value))
@@ -411,7 +412,7 @@ class _Plateau(Schedule):
             self.best, self.failures = value, 0
             return False
         self.failures += 1
-        if self.failures <= self.patience or self._wait > 0:
+        if self.failures <= self.patience or cooling:
             return False
         old = self._numbers['value']
         new = max(old * self.factor, self.min_value)
