@@ -36,6 +36,11 @@ class RProp(Optimizer):
     :math:`\Delta_{max}` (100); as attributes ``step_increase``,
     ``step_decrease``, ``min_step``, ``max_step``.
 
+    For proximal operators (:mod:`downhill.prox`) the step is read as a
+    preconditioned gradient step, :math:`s_t = (\Delta_t / |g_t|)\, g_t`,
+    so the per-element step size is :math:`\Delta_t / |g_t|` (the raw
+    gradient, before zeroing; :math:`\Delta_t` where :math:`g_t = 0`).
+
     References
     ----------
     .. [Ried92] M. Riedmiller & H. Braun (1992) "Rprop - a fast adaptive
@@ -89,6 +94,7 @@ class ADAGRAD(Optimizer):
 
     Hyperparameters: ``learning_rate`` :math:`\alpha` (1e-4),
     ``rms_regularizer`` :math:`\epsilon` (1e-8, attribute ``epsilon``).
+    The proximal step size is :math:`\alpha / \sqrt{G_t + \epsilon}`.
 
     References
     ----------
@@ -143,7 +149,8 @@ class RMSProp(_RMSMixin, Optimizer):
     Hyperparameters: ``learning_rate`` :math:`\alpha` (1e-4),
     ``rms_halflife`` :math:`h` (14; attribute ``ewma`` is :math:`\gamma`),
     ``rms_regularizer`` :math:`\epsilon` (1e-8, attribute ``epsilon``; note
-    that it sits inside the square root).
+    that it sits inside the square root). The proximal step size is
+    :math:`\alpha / \sqrt{G_t - f_t^2 + \epsilon}`.
 
     References
     ----------
@@ -181,7 +188,8 @@ class ADADELTA(_RMSMixin, Optimizer):
 
     Hyperparameters: ``rms_halflife`` (14; attribute ``ewma`` is
     :math:`\gamma = e^{-\ln 2 / h}`), ``rms_regularizer`` :math:`\epsilon`
-    (1e-8, attribute ``epsilon``).
+    (1e-8, attribute ``epsilon``). The proximal step size is
+    :math:`\sqrt{X_{t-1} + \epsilon} / \sqrt{G_t + \epsilon}`.
 
     References
     ----------
@@ -227,7 +235,8 @@ class ESGD(_RMSMixin, Optimizer):
     ``rms_halflife`` (14), ``rms_regularizer`` :math:`\epsilon` (1e-8), and
     ``hv_method``, how :math:`Hr` is built: ``'rop'`` (forward-mode R
     operator on the gradient, the default), ``'lop'`` (reverse mode) or
-    ``'grad'`` (gradient of :math:`g \cdot r`).
+    ``'grad'`` (gradient of :math:`g \cdot r`). The proximal step size is
+    :math:`\alpha / (\sqrt{D_t} + \epsilon)`.
 
     The random vectors come from ``opt.rng``, a shared
     ``numpy.random.Generator`` (seeded with ``ESGD.seed`` at construction;

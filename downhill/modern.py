@@ -18,11 +18,10 @@ class AdamW(Adam):
     as in torch):
 
     .. math::
-        \begin{aligned}
-        m_t, v_t &\text{ as in } :class:`Adam` \\
-        s_t &= \alpha \left(\frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)}
-               + \epsilon} + \lambda p_{t-1}\right)
-        \end{aligned}
+        s_t = \alpha \left(\frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)}
+              + \epsilon} + \lambda p_{t-1}\right)
+
+    with :math:`m_t` and :math:`v_t` as in :class:`Adam`.
 
     Here ``weight_decay`` :math:`\lambda` is the decoupled decay (default
     0.01, as torch's ``AdamW``); for every other algorithm, ``weight_decay``
@@ -67,7 +66,7 @@ class Adamax(_MomentsMixin, Optimizer):
         s_t &= \frac{\alpha}{1 - \beta_1^t} \frac{m_t}{u_t + \epsilon}
         \end{aligned}
 
-    ([King15]_, algorithm 2). The paper has no :math:`\epsilon`; it is added
+    ([King15a]_, algorithm 2). The paper has no :math:`\epsilon`; it is added
     to the denominator here so that an element whose gradient has always
     been zero does not divide 0 by 0. (torch adds it to :math:`|g_t|`
     inside the maximum instead.) :math:`u` needs no bias correction.
@@ -79,8 +78,8 @@ class Adamax(_MomentsMixin, Optimizer):
 
     References
     ----------
-    .. [King15] D. Kingma & J. Ba (2015) "Adam: a method for stochastic
-       optimization." ICLR. arXiv:1412.6980.
+    .. [King15a] D. Kingma & J. Ba (2015) "Adam: a method for stochastic
+       optimization." ICLR. arXiv:1412.6980 (section 7.1).
     """
 
     _graph_attrs = ()

@@ -278,8 +278,9 @@ def normalize(axis=None):
     r"""Divide by the sum: :math:`p / \sum p` (along ``axis``, or over everything).
 
     Not a projection, but the usual way to fix the scale ambiguity of a
-    factorization (seed 003's "prox_unity"); follow :func:`nonnegative` with
-    it so that the sums are positive. A slice that sums to zero is left
+    factorization (the ``prox_unity`` of the blog post "Proximal matrix
+    factorization in pytorch"); follow :func:`nonnegative` with it so that
+    the sums are positive. A slice that sums to zero is left
     unchanged.
     """
     axis = _check_axis(axis)

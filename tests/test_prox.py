@@ -546,3 +546,13 @@ def test_example_lasso():
         assert float(re.search(r'largest difference from ISTA (\S+)', line).group(1)) < 1e-4
     sgd = next(l for l in out.splitlines() if l.startswith('sgd'))
     assert float(re.search(r'largest difference from ISTA (\S+)', sgd).group(1)) < 1e-6
+
+
+def test_the_guide_page_code_runs():
+    """Every ``.. code-block:: python`` of docs/constraints.rst, in a fresh namespace."""
+    page = (pathlib.Path(__file__).resolve().parent.parent / 'docs' / 'constraints.rst').read_text()
+    blocks = re.findall(r'\.\. code-block:: python\n\n((?:   .*\n|\n)+)', page)
+    assert len(blocks) >= 5
+    for block in blocks:
+        code = '\n'.join(line[3:] for line in block.splitlines())
+        exec(compile(code, 'docs/constraints.rst', 'exec'), {})
