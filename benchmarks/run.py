@@ -96,6 +96,10 @@ def parse_args(argv=None):
     p.add_argument('--check-steps', type=int, default=None,
                    help='updates before the parameters are compared (default per problem)')
     p.add_argument('--no-cold', action='store_true', help='skip the cold-cache runs')
+    p.add_argument('--malloc-keep', action='store_true',
+                   help='run the workers with glibc malloc told to keep freed memory '
+                        '(MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=256 MiB): '
+                        'see benchmarks/repro_numba_multioutput.py')
     p.add_argument('--no-trust', action='store_true',
                    help='do not time the trust_input=True variants')
     p.add_argument('--compiledir', default=None,
@@ -139,6 +143,9 @@ class Orchestrator:
         if compiledir:
             flags.append(f'base_compiledir={compiledir}')
         env['PYTENSOR_FLAGS'] = ','.join(flags)
+        if self.args.malloc_keep:
+            env['MALLOC_MMAP_THRESHOLD_'] = str(32 << 20)
+            env['MALLOC_TRIM_THRESHOLD_'] = str(256 << 20)
         env['PYTHONPATH'] = ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
         return env
 
@@ -281,7 +288,7 @@ class Orchestrator:
             command='python -m benchmarks ' + ' '.join(sys.argv[1:]),
             nproc=os.cpu_count(), cpu=cpu, platform=platform.platform(),
             loadavg_end=_loadavg(), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
-            size=a.size, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
+            size=a.size, malloc_keep=a.malloc_keep, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
             cold=not a.no_cold and not a.compiledir, git_commit=commit, downhill_dirty=dirty,
             downhill=dl, versions=versions)
 
