@@ -238,12 +238,15 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
                 kwargs['learning_rate'] = DEFAULT_LEARNING_RATES[key]
         for name, value in DEFAULT_HYPERS.get(key, {}).items():
             kwargs.setdefault(name, value)
-        history = _run_stages(opt, problem.params, problem.stochastic, kwargs, max_updates, patience, validate_every,
-                              min_improvement, anneal, anneal_factor)
+        history = _run_stages(opt, problem.params, problem.stochastic, kwargs, max_updates,
+                              patience, validate_every, min_improvement, anneal, anneal_factor)
         point = problem.point(include_transformed, mode)
-        log.info('find_map: %d updates in %.2f s, -logp=%.8g%s', len(history),
-                 time.perf_counter() - started, history[-1][0]['loss'] if history else float('nan'),
-                 ' (stochastic: mini-batches)' if problem.stochastic else '')
+        if problem.stochastic:
+            log.info('find_map: %d updates on mini-batches in %.2f s', len(history),
+                     time.perf_counter() - started)
+        else:
+            log.info('find_map: %d updates in %.2f s, best -logp %.10g', len(history),
+                     time.perf_counter() - started, min(v['loss'] for _, v in history))
     finally:
         if quiet:
             log.setLevel(old_level)
