@@ -3,6 +3,10 @@
 The three ways in: :func:`minimize` (one call), :meth:`Optimizer.iterate`
 (a loop you drive), and :meth:`Optimizer.get_updates` (update pairs for your
 own ``pytensor.function``).
+
+:mod:`downhill.prox` holds constraints and proximal operators (``constraints=``
+of :func:`build`), :mod:`downhill.schedules` learning-rate and momentum
+schedules.
 """
 
 from . import logs, prox, schedules
