@@ -7,15 +7,12 @@ generators. Skipped when PyMC is not installed.
 
 import logging
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
 pm = pytest.importorskip('pymc')
 
-import pytensor  # noqa: E402
-import pytensor.tensor as pt  # noqa: E402
 from scipy.optimize import minimize as scipy_minimize  # noqa: E402
 
 import downhill  # noqa: E402
