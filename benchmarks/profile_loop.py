@@ -10,7 +10,8 @@ windows, microseconds per update):
 - ``step``: downhill's own compiled step function called directly in a loop
   (what the compiled graph costs, without the loop around it);
 - ``step+trust``: the same with ``trust_input = True``;
-- ``iterate``: ``next()`` on ``Optimizer.iterate()`` (the whole loop);
+- ``iterate``: ``next()`` on ``Optimizer.iterate()`` (the whole loop, the
+  step's ``trust_input`` as downhill set it);
 - ``iterate+trust``: the loop with the step's ``trust_input = True``.
 
 Times are the thread's CPU time by default (``--wall`` for wall-clock time):
@@ -39,6 +40,8 @@ def main(argv=None):
     p.add_argument('--windows', type=int, default=7)
     p.add_argument('--mode', default=None)
     p.add_argument('--cprofile', action='store_true')
+    p.add_argument('--stat', choices=('median', 'min'), default='median',
+                   help='summary of the windows (min: the least disturbed window)')
     p.add_argument('--wall', action='store_true',
                    help='time with the wall clock (default: this thread\'s CPU time, which a busy '
                         'neighbour on a shared machine disturbs much less)')
@@ -83,8 +86,10 @@ def main(argv=None):
         for _ in range(n):
             step(*batch)
 
+    own_trust = step.trust_input  # as downhill compiled it
+
     def loop(trust):
-        step.trust_input = trust
+        step.trust_input = trust or own_trust
         for _ in range(n):
             next(it)
 
@@ -100,9 +105,10 @@ def main(argv=None):
             t0 = clock()
             f()
             times[k].append((clock() - t0) / n * 1e6)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    summary = statistics.median if args.stat == 'median' else min
+    med = {k: summary(v) for k, v in times.items()}
     print(f'{problem} ({algo}): microseconds per update ({"wall" if args.wall else "thread CPU"} time), '
-          f'median of {args.windows} windows of {n}')
+          f'{args.stat} of {args.windows} windows of {n}')
     for k, v in med.items():
         print(f'  {k:14s} {v:7.2f} us   {1e6 / v / 1000:7.1f}k upd/s   ratio vs raw {med["raw"] / v:.2f}')
     print(f'  loop overhead (iterate - step): {med["iterate"] - med["step"]:.2f} us; '

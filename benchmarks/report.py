@@ -168,9 +168,38 @@ def markdown(meta, rows):
         f'~{meta["target_s"]} s; upd/s is the median over all windows (wall clock); '
         '"upd per CPU-s" divides by the CPU time of the worker process instead (all its threads), '
         'which a busy neighbour disturbs much less',
-        f'- load average at the end: {" ".join(meta.get("loadavg_end") or [])}',
+        f'- load average (1 min) before the workers: {meta.get("loadavg_range", "?")}; at the end: '
+        f'{" ".join(meta.get("loadavg_end") or [])}; "other cores busy" = cores used by OTHER '
+        'processes during the worst timed process of that row (the machine is shared: these '
+        'numbers come from a noisy machine)',
         '',
         markdown_table(rows),
         '',
     ]
     return '\n'.join(lines)
+
+
+def loadavg_range(results):
+    loads = [float(r['loadavg_before'][0]) for r in results if r.get('loadavg_before')]
+    return f'{min(loads):.2f}..{max(loads):.2f}' if loads else '?'
+
+
+def main(argv=None):
+    """``python -m benchmarks.report RUN.json [OUT.md]``: the Markdown report of a saved run."""
+    import json
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as f:
+        data = json.load(f)
+    meta = dict(data['meta'])
+    meta.setdefault('loadavg_range', loadavg_range(data['results']))
+    text = markdown(meta, rows(data['results']))
+    if len(argv) > 1:
+        with open(argv[1], 'w') as f:
+            f.write(text)
+    else:
+        print(text)
+
+
+if __name__ == '__main__':
+    main()

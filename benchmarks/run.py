@@ -287,7 +287,7 @@ class Orchestrator:
             date=datetime.datetime.now().isoformat(timespec='seconds'),
             command='python -m benchmarks ' + ' '.join(sys.argv[1:]),
             nproc=os.cpu_count(), cpu=cpu, platform=platform.platform(),
-            loadavg_end=_loadavg(), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
+            loadavg_end=_loadavg(), loadavg_range=report.loadavg_range(self.results), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
             size=a.size, malloc_keep=a.malloc_keep, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
             cold=not a.no_cold and not a.compiledir, git_commit=commit, downhill_dirty=dirty,
             downhill=dl, versions=versions)

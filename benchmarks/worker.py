@@ -169,6 +169,7 @@ class DownhillRunner(Runner):
         # The compiled step, for the trust_input variant (not public API).
         frame = getattr(self.it, 'gi_frame', None)
         self.step_fn = frame.f_locals.get('step') if frame is not None else None
+        self.own_trust = getattr(self.step_fn, 'trust_input', False)  # as downhill set it
         monitors, _ = next(self.it)
         self.done = 1
         return float(monitors['loss'])
@@ -178,7 +179,7 @@ class DownhillRunner(Runner):
 
     def steps(self, n, variant='base'):
         if self.step_fn is not None:
-            self.step_fn.trust_input = variant == 'trust'
+            self.step_fn.trust_input = True if variant == 'trust' else self.own_trust
         it = self.it
         if self.per_pass is None:
             for _ in range(n):
