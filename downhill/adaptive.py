@@ -337,10 +337,12 @@ class Adam(_MomentsMixin, Optimizer):
        Adam and beyond." ICLR. arXiv:1904.09237.
     """
 
-    _graph_attrs = ('amsgrad',)
+    _graph_attrs = ('amsgrad', '_beta1_decays')
 
     def _prepare(self, beta1_decay=1, amsgrad=False, **kwargs):
         self._set_hyper('beta1_decay', hyperparams.number('beta1_decay', beta1_decay, low=0))
+        # With the default beta1_decay=1, beta1 * 1**t is beta1: keep it out of the graph.
+        self._beta1_decays = float(beta1_decay) != 1
         self.amsgrad = hyperparams.flag('amsgrad', amsgrad)
         super()._prepare(**kwargs)
 
@@ -351,7 +353,7 @@ class Adam(_MomentsMixin, Optimizer):
         m = self._state(param, 'm')
         v = self._state(param, 'v')
         t_new = t + 1
-        beta1 = h('beta1') * h('beta1_decay') ** t
+        beta1 = h('beta1') * h('beta1_decay') ** t if self._beta1_decays else h('beta1')
         m_new = beta1 * m + (1 - beta1) * grad
         v_new = h('beta2') * v + (1 - h('beta2')) * pt.sqr(grad)
         pairs = [(t, t_new), (m, m_new), (v, v_new)]

@@ -19,7 +19,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
 from . import graph, hyperparams, schedules, transforms
-from .dataset import as_dataset
+from .dataset import Batches, as_dataset
 from .logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
@@ -582,6 +582,10 @@ class Optimizer:
                                     already=[v for v, _ in updates])
         fn = pytensor.function(self._inputs, self._monitor_exprs, updates=updates + rngs,
                                mode=self._mode, on_unused_input='ignore', name=name)
+        # Every input reaches fn through _converter (exact dtype, ndim and static
+        # shape), so PyTensor's own per-call validation, which also walks every
+        # shared-variable container, is redundant.
+        fn.trust_input = all(type(v.type).__name__ == 'TensorType' for v in self._inputs)
         return fn
 
     def _compiled_step(self):
@@ -743,10 +747,20 @@ class Optimizer:
                 shown.append(f'{name}={value:g}' if isinstance(value, (float, np.floating)) else f'{name}={value}')
         log.info('%s: %s', type(self).__name__, ' '.join(shown))
 
+    def _train_runner(self, step, feed, train, names):
+        """A function of no arguments that runs one training iteration and returns its monitors.
+
+        One pass of ``step`` over ``train`` here; an algorithm whose iteration
+        is not one update per batch (a full-batch method) overrides this.
+        """
+        return _pass_runner(step, feed, train, names)
+
     def _loop(self, step, evaluate, train, valid, max_updates):
         label = type(self).__name__
         names = self._monitor_names
         feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
+        run_train = self._train_runner(step, feed_train, train, names)
+        run_valid = _pass_runner(evaluate, feed_valid, valid, names)
         progress = Progress(label)
         best_loss, best_at, failures = None, 0, 0
         self._best_params = self._snapshot()
@@ -757,7 +771,7 @@ class Optimizer:
                 break
             if iteration % self.validate_every == 0:
                 try:
-                    validation = _run_pass(evaluate, feed_valid, valid, names)
+                    validation = run_valid()
                 except KeyboardInterrupt:
                     reason = 'interrupted'
                     break
@@ -771,12 +785,14 @@ class Optimizer:
                     failures += 1
                 log.info('validation %d %s%s', iteration, format_monitors(validation),
                          IMPROVED if improved else '')
+                for hook in self._validation_hooks:
+                    hook(validation)
                 if failures > self.patience:
                     reason = (f'patience exhausted: {failures} validations in a row without '
                               f'improvement (patience={self.patience})')
                     break
             try:
-                training = _run_pass(step, feed_train, train, names)
+                training = run_train()
             except KeyboardInterrupt:
                 reason = 'interrupted'
                 break
@@ -812,6 +828,41 @@ def _as_type(expr, var):
     return expr if expr.dtype == var.dtype else pt.cast(expr, var.dtype)
 
 
+def _pass_runner(fn, feed, data, names):
+    """A function of no arguments that runs one pass of ``fn`` over ``data``.
+
+    A fixed list of batches (``Batches``: ``None``, ``[[...], ...]``) is checked
+    and converted once, here, instead of at every step; a single batch (the
+    full-batch case, one update per iteration) gets a pass without a loop.
+    """
+    if isinstance(data, Batches):
+        batches = _NamedList((feed(batch) for batch in data), data.name)
+        if len(batches) == 1:
+            args = batches[0]
+            OrderedDict = collections.OrderedDict
+
+            def one_batch():
+                monitors = OrderedDict()
+                for name, value in zip(names, fn(*args)):
+                    monitors[name] = float(value)
+                return monitors
+            return one_batch
+        return lambda: _run_pass(fn, _as_given, batches, names)
+    return lambda: _run_pass(fn, feed, data, names)
+
+
+def _as_given(batch):
+    return batch
+
+
+class _NamedList(list):
+    """Batches already checked and converted, with the data's ``name`` for messages."""
+
+    def __init__(self, items, name):
+        super().__init__(items)
+        self.name = name
+
+
 def _run_pass(fn, feed, data, names):
     """Call ``fn`` on every batch of one pass; average each output."""
     totals = None
@@ -837,11 +888,19 @@ def _converter(var, index, where):
     dtype = np.dtype(var.dtype)
     ndim = getattr(var.type, 'ndim', None)
     sparse = 'sparse' in type(var.type).__module__
+    static = tuple(getattr(var.type, 'shape', None) or ())
 
     def convert(x):
         if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim:
             return x
         return _coerce(x)
+
+    if any(s is not None for s in static):
+        def convert(x):  # noqa: F811 -- with trust_input the static shape is checked here
+            if (type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim
+                    and all(w is None or w == g for w, g in zip(static, x.shape))):
+                return x
+            return _coerce(x)
 
     def _coerce(x):
         if sparse:

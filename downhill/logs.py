@@ -63,10 +63,10 @@ class Progress:
         self._last = -float('inf')
 
     def __call__(self, iteration, monitors):
+        if not log.isEnabledFor(logging.INFO):
+            return
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %d %s', self.label, iteration, format_monitors(monitors))
-            return
-        if not log.isEnabledFor(logging.INFO):
             return
         now = time.monotonic()
         if iteration <= self.first or now - self._last >= self.interval:

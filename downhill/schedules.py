@@ -439,12 +439,16 @@ def reduce_on_plateau(factor=0.5, patience=2, min_improvement=0.0, min_value=0.0
                       cooldown=0):
     """A factor that falls when validation stops improving, set from the host.
 
-    Use it like any schedule, times the starting learning rate, and give it
-    each validation result::
+    Use it like any schedule, times the starting learning rate::
 
         plateau = downhill.schedules.reduce_on_plateau(factor=0.5, patience=2)
-        for train, valid in opt.iterate(data, learning_rate=0.1 * plateau, patience=10):
-            plateau.observe(valid)
+        opt.minimize(data, learning_rate=0.1 * plateau, patience=10)
+
+    :meth:`~downhill.Optimizer.iterate` hands it each validation result
+    (calling :meth:`observe` yourself as well counts nothing twice). With
+    the pairs of :meth:`~downhill.Optimizer.get_updates` in your own
+    compiled function, call ``plateau.observe({'loss': value})`` after each
+    validation of yours.
 
     The factor starts at 1. When more than ``patience`` validations in a row
     failed to improve ``valid[monitor]`` (an improvement is

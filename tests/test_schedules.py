@@ -290,17 +290,42 @@ def test_plateau_inside_iterate_changes_the_shared_rate_without_recompiling(down
     plateau = schedules.reduce_on_plateau(factor=0.5, patience=1)
     rates = []
     for train, valid in opt.iterate(None, learning_rate=1.0 * plateau, validate_every=1,
-                                    patience=10, max_updates=6):
-        plateau.observe(valid)
+                                    patience=10, max_updates=5):
+        plateau.observe(valid)  # iterate() has observed it already: this counts nothing
         rates.append(float(opt.learning_rate.eval()))
-    assert rates == [1, 1, 0.5, 0.5, 0.5, 0.5]
+    assert rates == [1, 1, 0.5, 0.5, 0.5]
     assert x.get_value() == 1  # the halved rate jumps straight to the minimum
     assert len(opt._step_fns) == 1
     assert 'reduce_on_plateau: learning_rate factor 1 -> 0.5' in downhill_log.text
     assert opt._validation_hooks == [plateau]
-    # passed again, it continues from its reduced value
+    # passed again, it continues from its reduced value and its count: the first
+    # validation of the new run is the second in a row at loss 0
     list(opt.iterate(None, learning_rate=1.0 * plateau, max_updates=1))
-    assert opt.learning_rate.eval() == 0.5
+    assert opt.learning_rate.eval() == 0.25
+
+
+def test_plateau_is_observed_by_iterate_itself():
+    x = pytensor.shared(np.array(3.0), name='x')
+    opt = downhill.build('sgd', pt.sqr(x - 1))
+    plateau = schedules.reduce_on_plateau(factor=0.5, patience=1)
+    rates = [float(opt.learning_rate.eval())
+             for _ in opt.iterate(None, learning_rate=1.0 * plateau, validate_every=1,
+                                  patience=10, max_updates=6)]
+    # x bounces between 3 and -1 at rate 1 (loss 4); the third validation without
+    # improvement halves the rate before update 3, which lands on x = 1 (loss 0);
+    # two validations of loss 0 later it halves again
+    assert rates == [1, 1, 0.5, 0.5, 0.5, 0.25]
+    assert plateau.reductions == 2
+    assert x.get_value() == 1
+
+
+def test_plateau_watching_a_missing_monitor_fails_before_the_first_update():
+    x = pytensor.shared(np.array(3.0), name='x')
+    opt = downhill.build('sgd', pt.sqr(x - 1))
+    plateau = schedules.reduce_on_plateau(monitor='accuracy')
+    with pytest.raises(KeyError, match="'accuracy'"):
+        opt.minimize(None, learning_rate=plateau)
+    assert x.get_value() == 3
 
 
 def test_plateau_with_a_raw_compiled_function():
