@@ -9,6 +9,7 @@ compiling, feeding data, monitoring, early stopping and logging.
 import collections
 import logging
 import math
+import os
 import time
 
 import numpy as np
@@ -18,14 +19,16 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from . import graph, hyperparams, schedules, transforms
+from . import checkpoint as checkpoints
+from . import graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, as_dataset
 from .logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
 
 #: Keywords of the training loop; accepted (and ignored) by get_updates too.
-LOOP_KEYWORDS = ('patience', 'validate_every', 'min_improvement', 'max_updates', 'batch_size')
+LOOP_KEYWORDS = ('patience', 'validate_every', 'min_improvement', 'max_updates', 'batch_size',
+                 'checkpoint', 'checkpoint_every')
 #: Old names of ``max_gradient_elem``.
 CLIP_SYNONYMS = ('max_gradient_clip', 'gradient_clip')
 
@@ -169,6 +172,9 @@ class Optimizer:
         self._step_fns = {}         # graph key -> compiled training step
         self._eval_fn = None
         self._best_params = [p.get_value() for p in self._params]
+        self.on_nonfinite = 'stop'
+        self._loop_state = None     # the counters of the latest run of the loop (for save())
+        self._resume = None         # a checkpoint loaded by load(), for the next iterate()
         self._prepare()
 
     # ------------------------------------------------------------------ checks
@@ -493,6 +499,10 @@ class Optimizer:
         move :math:`p_{t+1} - p_t` (projected heavy-ball), so it never
         accumulates motion that the constraint undoes.
 
+        With ``on_nonfinite='skip'`` every pair is guarded as in
+        :meth:`iterate` (see :mod:`downhill.nonfinite`): a step with a
+        non-finite loss or gradient changes nothing.
+
         Returns
         -------
         list of (shared variable, expression) pairs
@@ -500,8 +510,10 @@ class Optimizer:
         for name in LOOP_KEYWORDS:
             kwargs.pop(name, None)
         kwargs.pop('reset', None)
+        policy = hyperparams.choice('on_nonfinite', kwargs.pop('on_nonfinite', 'stop'), nonfinite.POLICIES)
         self._prepare(**kwargs)
-        return self._build_updates()
+        pairs = self._build_updates()
+        return self._guard(pairs) if policy == 'skip' else pairs
 
     def _build_updates(self):
         pairs = []
@@ -588,12 +600,22 @@ class Optimizer:
         fn.trust_input = all(type(v.type).__name__ == 'TensorType' for v in self._inputs)
         return fn
 
+    def _guard(self, pairs):
+        """``pairs`` applied only when the loss, gradients and new parameters are finite."""
+        counter = self._states.get(nonfinite.SKIPPED)
+        if counter is None:
+            counter = self._states[nonfinite.SKIPPED] = nonfinite.make_counter()
+            self._state_inits[nonfinite.SKIPPED] = 0
+        return nonfinite.guard(pairs, self._loss, self._grads, self._params, counter)
+
     def _compiled_step(self):
-        key = self._graph_key()
+        skip = self.on_nonfinite == 'skip'
+        key = (self._graph_key(), skip)
         fn = self._step_fns.get(key)
         if fn is None:
             started = time.perf_counter()
-            fn = self._function(list(self._updates) + self._build_updates(), type(self).__name__)
+            updates = list(self._updates) + self._build_updates()
+            fn = self._function(self._guard(updates) if skip else updates, type(self).__name__)
             log.debug('compiled %s step in %.2f s', type(self).__name__, time.perf_counter() - started)
             if self._graph_attrs is not None:
                 self._step_fns[key] = fn
@@ -643,6 +665,9 @@ class Optimizer:
         for i, (param, target) in enumerate(zip(self._params, targets)):
             old = param.get_value(borrow=True)
             value = np.asarray(target)
+            if value.dtype.kind not in 'biuf':
+                raise TypeError(f'set_params: array {i} has dtype {value.dtype}, but parameter '
+                                f'{graph.describe(param)} holds numbers ({old.dtype})')
             if value.shape != old.shape:
                 raise ValueError(f'set_params: array {i} has shape {value.shape}, but parameter '
                                  f'{graph.describe(param)} has shape {old.shape}')
@@ -653,6 +678,60 @@ class Optimizer:
     def _snapshot(self):
         # get_value() copies: compiled updates overwrite the borrowed buffers in place.
         return [p.get_value() for p in self._params]
+
+    # ------------------------------------------------------------- checkpoints
+
+    def save(self, path):
+        """Write a checkpoint: everything needed to continue this optimization exactly.
+
+        The file (see :mod:`downhill.checkpoint`) holds the parameters, the
+        best parameters, every piece of algorithm state, the random
+        generators' states, the hyperparameters, and, once :meth:`iterate`
+        has run, the loop's counters and the position and shuffling state of
+        its datasets. It is written atomically: a crash while writing leaves
+        the previous file whole. Called between two iterations of
+        :meth:`iterate`, it captures that point exactly; called after the
+        loop has returned, the parameters are the restored best ones.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (any name; ``.npz`` is conventional).
+
+        Returns
+        -------
+        str
+            ``path``.
+        """
+        return checkpoints.save(self, _checkpoint_path(path), self._loop_state)
+
+    def load(self, path):
+        """Continue from the checkpoint at ``path`` (written by :meth:`save` or ``iterate``).
+
+        Sets the parameters, best parameters, algorithm state and random
+        generators now; the next :meth:`iterate` continues the loop's
+        counters (iterations, validations, patience, the ``max_updates``
+        budget) and puts its datasets where they were.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A checkpoint of an optimizer of the same algorithm built from the
+            same loss.
+
+        Raises
+        ------
+        ValueError
+            When the file is truncated, corrupted or newer than this
+            version reads, or does not fit this optimizer: the message names
+            the part that differs (algorithm, a parameter's name, shape or
+            dtype, a state entry). Nothing is changed then.
+        """
+        ck = checkpoints.read(_checkpoint_path(path))
+        checkpoints.check(self, ck)
+        checkpoints.restore(self, ck)
+        self._resume = ck
+        log.info('loaded checkpoint %s (iteration %d)', ck.path, ck.loop.iteration)
 
     # -------------------------------------------------------------- evaluating
 
@@ -675,7 +754,8 @@ class Optimizer:
     # ---------------------------------------------------------------- the loop
 
     def iterate(self, train=None, valid=None, max_updates=None, patience=5, validate_every=10,
-                min_improvement=0, batch_size=32, reset=False, **kwargs):
+                min_improvement=0, batch_size=32, reset=False, checkpoint=None,
+                checkpoint_every=None, on_nonfinite='stop', **kwargs):
         """Optimize, yielding monitors after each iteration (one pass over ``train``).
 
         Parameters
@@ -688,7 +768,8 @@ class Optimizer:
         valid : same forms as ``train``, optional
             Validation data (default: ``train``).
         max_updates : int, optional
-            Stop after this many iterations.
+            Stop after this many iterations (counted from the start of the
+            run: a resumed run continues the count).
         patience : int
             Stop when more than this many validations in a row failed to
             improve. Default 5.
@@ -702,6 +783,21 @@ class Optimizer:
         reset : bool
             Reset algorithm state (moments, velocities, counters) first;
             otherwise it carries over from the previous call.
+        checkpoint : str or os.PathLike, optional
+            A checkpoint file (see :meth:`save`). If it exists, the run
+            resumes from it (parameters, state, counters, dataset positions);
+            it is written every ``checkpoint_every`` iterations and when the
+            loop stops (also on Ctrl-C and SIGTERM; a SIGTERM stops the loop
+            after the current iteration). When the loop stops because the
+            parameters are no longer finite, the last good file is kept.
+        checkpoint_every : int, optional
+            Iterations between checkpoints (default: ``validate_every``).
+        on_nonfinite : {'stop', 'skip'}
+            When the loss, a monitor or a gradient becomes NaN or infinite:
+            ``'stop'`` (default) stops, logs where, and restores the best
+            parameters; ``'skip'`` makes the compiled step discard any update
+            whose loss, gradients or new parameters are not finite, counts
+            and logs them, and continues. See :mod:`downhill.nonfinite`.
         **kwargs
             Hyperparameters: ``learning_rate``, ``momentum``, ``nesterov``,
             ``max_gradient_norm``, ``max_gradient_elem`` and the algorithm's
@@ -712,12 +808,35 @@ class Optimizer:
         (train_monitors, valid_monitors) : pair of OrderedDict
             The training monitors averaged over this iteration's batches, and
             those of the latest validation.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a bad argument, before anything changes (the optimizer's
+            shared variables keep their values).
         """
-        max_updates = None if max_updates is None else hyperparams.number(
-            'max_updates', max_updates, low=0, integer=True)
-        patience = hyperparams.number('patience', patience, low=0, integer=True)
-        validate_every = hyperparams.number('validate_every', validate_every, low=1, integer=True)
-        min_improvement = hyperparams.number('min_improvement', min_improvement, low=0)
+        settings = self._settings()
+        try:
+            run = self._start(train, valid, max_updates, patience, validate_every, min_improvement,
+                              batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs)
+        except BaseException:
+            self._restore_settings(settings)
+            raise
+        return self._loop(*run)
+
+    def _start(self, train, valid, max_updates, patience, validate_every, min_improvement,
+               batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs):
+        """Check every argument, resume from a checkpoint if any, compile: the loop's arguments."""
+        number = hyperparams.number
+        max_updates = None if max_updates is None else number('max_updates', max_updates, low=0, integer=True)
+        patience = number('patience', patience, low=0, integer=True)
+        validate_every = number('validate_every', validate_every, low=1, integer=True)
+        min_improvement = number('min_improvement', min_improvement, low=0)
+        checkpoint = None if checkpoint is None else _checkpoint_path(checkpoint)
+        checkpoint_every = validate_every if checkpoint_every is None else number(
+            'checkpoint_every', checkpoint_every, low=1, integer=True)
+        reset = hyperparams.flag('reset', reset)
+        self.on_nonfinite = hyperparams.choice('on_nonfinite', on_nonfinite, nonfinite.POLICIES)
         self.patience, self.validate_every, self.min_improvement = patience, validate_every, min_improvement
         self._prepare(**kwargs)
         train = as_dataset(train, 'train', batch_size)
@@ -725,12 +844,54 @@ class Optimizer:
         for data in (train, valid):
             if getattr(data, 'iteration_size', 1) == 0:
                 raise ValueError(f'{data.name} has iteration_size 0: it would never produce a batch')
-        if reset:
+        resume, loaded = self._resume, False
+        if checkpoint is not None and os.path.exists(checkpoint):
+            resume, loaded = checkpoints.read(checkpoint), True
+        if resume is not None:
+            checkpoints.check_data(resume, 'train', train)
+            checkpoints.check_data(resume, 'valid', valid)
+            if reset:
+                log.warning('reset=True is ignored: resuming from the checkpoint %s', resume.path)
+        elif reset:
             self.reset_state()
         step = self._compiled_step()
         evaluate = self._compiled_eval()
+        if loaded:
+            checkpoints.check(self, resume)
         self._log_hyperparameters(kwargs)
-        return self._loop(step, evaluate, train, valid, max_updates)
+        if resume is None:
+            state = checkpoints.LoopState()
+        else:
+            if loaded:
+                checkpoints.restore(self, resume)
+            checkpoints.restore_data(resume, 'train', train)
+            if valid is not train:
+                checkpoints.restore_data(resume, 'valid', valid)
+            checkpoints.restore_hooks(resume, self._validation_hooks)
+            checkpoints.compare_hyperparameters(resume, self)
+            state = resume.loop
+            log.info('resuming from %s at iteration %d', resume.path, state.iteration)
+        self._resume = None
+        state.train, state.valid = train, valid
+        self._loop_state = state
+        return step, evaluate, train, valid, max_updates, state, (checkpoint, checkpoint_every), resume is not None
+
+    #: Attributes that _restore_settings leaves alone: caches of what was built.
+    _KEEP_ON_ERROR = frozenset(['_states', '_state_inits', '_step_fns', '_eval_fn', '_hypers'])
+
+    def _settings(self):
+        """The optimizer's settings, to put back if a call fails before the loop starts."""
+        attrs = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in vars(self).items()
+                 if k not in self._KEEP_ON_ERROR}
+        return attrs, {name: var.get_value() for name, var in self._hypers.items()}
+
+    def _restore_settings(self, settings):
+        attrs, values = settings
+        for name in [k for k in vars(self) if k not in self._KEEP_ON_ERROR and k not in attrs]:
+            delattr(self, name)
+        vars(self).update(attrs)
+        for name, value in values.items():
+            self._hypers[name].set_value(value)
 
     def _log_hyperparameters(self, given):
         if not log.isEnabledFor(logging.INFO):
@@ -755,54 +916,120 @@ class Optimizer:
         """
         return _pass_runner(step, feed, train, names)
 
-    def _loop(self, step, evaluate, train, valid, max_updates):
+    def _loop(self, step, evaluate, train, valid, max_updates, state, checkpoint, resumed):
         label = type(self).__name__
         names = self._monitor_names
+        path, every = checkpoint
+        signals = interrupts.Interrupts(enabled=path is not None)
         feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
-        run_train = self._train_runner(step, feed_train, train, names)
+        run_train = self._train_runner(signals.wrap(step), feed_train, train, names)
         run_valid = _pass_runner(evaluate, feed_valid, valid, names)
         progress = Progress(label)
-        best_loss, best_at, failures = None, 0, 0
-        self._best_params = self._snapshot()
-        iteration, validation, reason = 0, None, None
-        while True:
-            if max_updates is not None and iteration >= max_updates:
-                reason = f'max_updates={max_updates} reached'
-                break
-            if iteration % self.validate_every == 0:
+        stop_on_nonfinite = self.on_nonfinite == 'stop'
+        skipped = self._states.get(nonfinite.SKIPPED)
+        skipped_at_start = 0 if skipped is None else int(skipped.get_value())
+        skip_log = nonfinite.SkipLog(label, skipped_at_start)
+        if not resumed:
+            self._best_params = self._snapshot()
+        reason = None
+        signals.install()
+        try:
+            while True:
+                if max_updates is not None and state.iteration >= max_updates:
+                    reason = f'max_updates={max_updates} reached'
+                    break
+                if state.iteration % self.validate_every == 0 and state.validated_at != state.iteration:
+                    try:
+                        validation = run_valid()
+                    except KeyboardInterrupt:
+                        reason = 'interrupted'
+                        break
+                    state.validation, state.validated_at = validation, state.iteration
+                    reason = self._validated(state, validation, stop_on_nonfinite)
+                    if reason is not None:
+                        break
                 try:
-                    validation = run_valid()
+                    training = run_train()
                 except KeyboardInterrupt:
                     reason = 'interrupted'
                     break
-                loss = validation['loss']
-                improved = best_loss is None or (
-                    best_loss - loss > abs(best_loss) * self.min_improvement and not math.isnan(loss))
-                if improved:
-                    best_loss, best_at, failures = loss, iteration, 0
-                    self._best_params = self._snapshot()
-                else:
-                    failures += 1
-                log.info('validation %d %s%s', iteration, format_monitors(validation),
-                         IMPROVED if improved else '')
-                for hook in self._validation_hooks:
-                    hook(validation)
-                if failures > self.patience:
-                    reason = (f'patience exhausted: {failures} validations in a row without '
-                              f'improvement (patience={self.patience})')
+                state.iteration += 1
+                progress(state.iteration, training)
+                if stop_on_nonfinite:
+                    bad = nonfinite.first_nonfinite(training)
+                    if bad is not None:
+                        reason = nonfinite.reason('training', bad, training[bad], state.iteration)
+                        break
+                elif skipped is not None:
+                    skip_log(state.iteration, int(skipped.get_value(borrow=True)))
+                if signals.terminate:
+                    reason = 'SIGTERM received'
                     break
-            try:
-                training = run_train()
-            except KeyboardInterrupt:
-                reason = 'interrupted'
-                break
-            iteration += 1
-            progress(iteration, training)
-            yield training, validation
-        log.info('%s stopped after %d iterations: %s; restoring the best parameters '
-                 '(validation loss %s at iteration %d)', label, iteration, reason,
-                 'n/a' if best_loss is None else f'{best_loss:.6g}', best_at)
+                if path is not None and state.iteration % every == 0:
+                    self._write_checkpoint(path)
+                signals.uninstall()
+                try:
+                    yield training, state.validation
+                except GeneratorExit:
+                    # the caller stopped iterating: this is a clean point to save
+                    if path is not None:
+                        self._write_checkpoint(path)
+                    raise
+                signals.install()
+        except BaseException as err:
+            if not isinstance(err, GeneratorExit):
+                log.error('%s stopped by %s at iteration %d; restoring the best parameters',
+                          label, type(err).__name__, state.iteration)
+                self.set_params('best')
+            raise
+        finally:
+            signals.uninstall()
+        if skipped is not None and int(skipped.get_value()) > skipped_at_start:
+            reason += (f'; {int(skipped.get_value()) - skipped_at_start} updates skipped for '
+                       'non-finite values')
+        level = logging.WARNING if reason.startswith(nonfinite.PREFIX) else logging.INFO
+        log.log(level, '%s stopped after %d iterations: %s; restoring the best parameters '
+                '(validation loss %s at iteration %d)', label, state.iteration, reason,
+                'n/a' if state.best_loss is None else f'{state.best_loss:.6g}', state.best_at)
+        if path is not None:
+            self._write_checkpoint(path, final=True)
         self.set_params('best')
+
+    def _validated(self, state, validation, stop_on_nonfinite):
+        """Count one validation: improvement, patience, hooks. Returns why to stop, or None."""
+        loss = validation['loss']
+        best = state.best_loss
+        improved = best is None or (best - loss > abs(best) * self.min_improvement and not math.isnan(loss))
+        if improved:
+            state.best_loss, state.best_at, state.failures = loss, state.iteration, 0
+            self._best_params = self._snapshot()
+        else:
+            state.failures += 1
+        log.info('validation %d %s%s', state.iteration, format_monitors(validation),
+                 IMPROVED if improved else '')
+        bad = nonfinite.first_nonfinite(validation)
+        if bad is not None:
+            if stop_on_nonfinite:
+                return nonfinite.reason('validation', bad, validation[bad], state.iteration)
+            log.warning('validation monitor %r is %s at iteration %d', bad, validation[bad], state.iteration)
+        for hook in self._validation_hooks:
+            hook(validation)
+        if state.failures > self.patience:
+            return (f'patience exhausted: {state.failures} validations in a row without '
+                    f'improvement (patience={self.patience})')
+        return None
+
+    def _write_checkpoint(self, path, final=False):
+        """Write the checkpoint, unless the parameters are not finite (then keep the last one)."""
+        for param in self._params:
+            if not np.isfinite(param.get_value(borrow=True)).all():
+                log.warning('not writing checkpoint %s: parameter %s is not finite; the file keeps '
+                            'the last good state', path, graph.describe(param))
+                return
+        started = time.perf_counter()
+        checkpoints.save(self, path, self._loop_state)
+        log.log(logging.INFO if final else logging.DEBUG, 'wrote checkpoint %s (iteration %d) in %.3f s',
+                path, self._loop_state.iteration, time.perf_counter() - started)
 
     def minimize(self, *args, **kwargs):
         """Run :meth:`iterate` to the end and return its last pair of monitors.
@@ -819,6 +1046,12 @@ class Optimizer:
             iterator.close()
             self.set_params('best')
         return result
+
+
+def _checkpoint_path(path):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f'checkpoint must be a file path (str or os.PathLike), got {path!r}')
+    return os.fsdecode(path)
 
 
 def _as_type(expr, var):

@@ -159,6 +159,64 @@ class Dataset:
             else:
                 yield self._next_batch(shuffle)
 
+    def state(self):
+        """Where this dataset is, as plain Python values (what a checkpoint stores).
+
+        Returns
+        -------
+        dict
+            ``'rng'``: the state of the shuffling ``RandomState``;
+            ``'index'``: the position of the next batch; ``'order'`` (arrays
+            only): the current order of the batches, as the rank of each
+            batch's start. :meth:`restore` with it makes this dataset (or an
+            identical one in another process) produce the same batches next.
+        """
+        kind, keys, pos, has_gauss, cached = self.rng.get_state()
+        state = {'rng': {'kind': kind, 'keys': [int(k) for k in keys], 'pos': int(pos),
+                         'has_gauss': int(has_gauss), 'cached_gaussian': float(cached)},
+                 'index': int(self._index)}
+        if self._slices is not None:
+            ranked = sorted(range(len(self._slices)), key=lambda i: _batch_start(self._slices[i]))
+            order = [0] * len(ranked)
+            for rank, i in enumerate(ranked):
+                order[i] = rank
+            state['order'] = order
+        return state
+
+    def check_state(self, state):
+        """Raise a ValueError if :meth:`restore` cannot apply ``state`` to this dataset."""
+        try:
+            rng = state['rng']
+            keys, index = rng['keys'], state['index']
+        except (TypeError, KeyError) as err:
+            raise ValueError(f'{self.name}: not a dataset state: {state!r}') from err
+        if rng.get('kind') != 'MT19937' or len(keys) != 624:
+            raise ValueError(f'{self.name}: the saved shuffling state is not an MT19937 state')
+        order = state.get('order')
+        if (order is None) != (self._slices is None):
+            raise ValueError(f'{self.name}: the saved state is of a Dataset of '
+                             f'{"a callable" if order is None else "arrays"}, this one is of '
+                             f'{"a callable" if self._slices is None else "arrays"}')
+        if order is not None:
+            if len(order) != len(self._slices):
+                raise ValueError(f'{self.name}: the saved state is of {len(order)} batches, this '
+                                 f'dataset has {len(self._slices)}')
+            if sorted(order) != list(range(len(order))):
+                raise ValueError(f'{self.name}: the saved batch order is not a permutation')
+            if not (isinstance(index, int) and 0 <= index < len(order)):
+                raise ValueError(f'{self.name}: the saved position {index!r} is out of range')
+
+    def restore(self, state):
+        """Continue from ``state`` (from :meth:`state`): same shuffles, same next batch."""
+        self.check_state(state)
+        rng = state['rng']
+        self.rng.set_state((rng['kind'], np.asarray(rng['keys'], np.uint32), rng['pos'],
+                            rng['has_gauss'], rng['cached_gaussian']))
+        if self._slices is not None:
+            ranked = sorted(self._slices, key=_batch_start)
+            self._slices = [ranked[rank] for rank in state['order']]
+        self._index = state['index']
+
     def _next_batch(self, shuffle=True):
         batch = [_take(x, where) for x, where in zip(self._inputs, self._slices[self._index])]
         self._index += 1
@@ -167,6 +225,11 @@ class Dataset:
                 self.shuffle()
             self._index = 0
         return batch
+
+
+def _batch_start(where):
+    """A batch's position in the unshuffled data (its slices' starts), to name it in a checkpoint."""
+    return tuple(tuple(s.start or 0 for s in index) for index in where)
 
 
 def _take(x, where):
