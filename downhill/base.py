@@ -938,6 +938,9 @@ class Optimizer:
                 if max_updates is not None and state.iteration >= max_updates:
                     reason = f'max_updates={max_updates} reached'
                     break
+                if signals.terminate:
+                    reason = 'SIGTERM received'
+                    break
                 if state.iteration % self.validate_every == 0 and state.validated_at != state.iteration:
                     try:
                         validation = run_valid()
@@ -962,9 +965,6 @@ class Optimizer:
                         break
                 elif skipped is not None:
                     skip_log(state.iteration, int(skipped.get_value(borrow=True)))
-                if signals.terminate:
-                    reason = 'SIGTERM received'
-                    break
                 if path is not None and state.iteration % every == 0:
                     self._write_checkpoint(path)
                 signals.uninstall()
