@@ -381,7 +381,7 @@ class Optimizer:
             return expr
         self._hyper_exprs.pop(name, None)
         self._schedules.pop(name, None)
-        return self._set_hyper(name, hyperparams.number(label, value, low=0), attr=False)
+        return self._set_hyper(name, hyperparams.number(label, value, low=0, finite=True), attr=False)
 
     def _current(self, name):
         """The value of hyperparameter ``name`` that the next update will use, as a float."""
@@ -414,7 +414,7 @@ class Optimizer:
         if isinstance(momentum, schedules.Schedule):
             self.momentum = self._set_schedulable('_momentum', momentum, 'momentum')
         else:
-            self.momentum = hyperparams.number('momentum', momentum, low=0)
+            self.momentum = hyperparams.number('momentum', momentum, low=0, finite=True)
             hyperparams.warn_if(self.momentum >= 1, 'momentum=%s >= 1 makes the velocity grow '
                                 'without bound', self.momentum)
             self._set_schedulable('_momentum', self.momentum, 'momentum')
@@ -423,7 +423,7 @@ class Optimizer:
         self.max_gradient_elem = hyperparams.number('max_gradient_elem', max_gradient_elem, low=0)
         self._set_hyper('_max_gradient_norm', self.max_gradient_norm)
         self._set_hyper('_max_gradient_elem', self.max_gradient_elem)
-        self.weight_decay = hyperparams.number('weight_decay', weight_decay, low=0)
+        self.weight_decay = hyperparams.number('weight_decay', weight_decay, low=0, finite=True)
         self._set_hyper('_weight_decay', self.weight_decay)
 
     def _graph_key(self):
@@ -510,9 +510,15 @@ class Optimizer:
         for name in LOOP_KEYWORDS:
             kwargs.pop(name, None)
         kwargs.pop('reset', None)
-        policy = hyperparams.choice('on_nonfinite', kwargs.pop('on_nonfinite', 'stop'), nonfinite.POLICIES)
-        self._prepare(**kwargs)
-        pairs = self._build_updates()
+        settings = self._settings()
+        try:
+            policy = hyperparams.choice('on_nonfinite', kwargs.pop('on_nonfinite', 'stop'),
+                                        nonfinite.POLICIES)
+            self._prepare(**kwargs)
+            pairs = self._build_updates()
+        except BaseException:
+            self._restore_settings(settings)
+            raise
         return self._guard(pairs) if policy == 'skip' else pairs
 
     def _build_updates(self):
@@ -831,7 +837,7 @@ class Optimizer:
         max_updates = None if max_updates is None else number('max_updates', max_updates, low=0, integer=True)
         patience = number('patience', patience, low=0, integer=True)
         validate_every = number('validate_every', validate_every, low=1, integer=True)
-        min_improvement = number('min_improvement', min_improvement, low=0)
+        min_improvement = number('min_improvement', min_improvement, low=0, finite=True)
         checkpoint = None if checkpoint is None else _checkpoint_path(checkpoint)
         checkpoint_every = validate_every if checkpoint_every is None else number(
             'checkpoint_every', checkpoint_every, low=1, integer=True)

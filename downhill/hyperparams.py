@@ -30,10 +30,12 @@ def reject_unknown(where, unknown, valid):
     raise TypeError('\n'.join(lines) + f"\nvalid keywords: {', '.join(valid)}")
 
 
-def number(name, value, *, low=None, low_open=False, integer=False):
+def number(name, value, *, low=None, low_open=False, integer=False, finite=False):
     """Return ``value`` as a float (or int), raising if it is not a usable number.
 
-    ``low`` is the smallest legal value (excluded when ``low_open``).
+    ``low`` is the smallest legal value (excluded when ``low_open``); with
+    ``finite``, infinities are refused too. Strings, booleans, NaN and
+    arrays with more than one element are always refused.
     """
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
@@ -49,6 +51,8 @@ def number(name, value, *, low=None, low_open=False, integer=False):
         value = float(value)
         if math.isnan(value):
             raise ValueError(f'{name} must be a number, got NaN')
+        if finite and math.isinf(value):
+            raise ValueError(f'{name} must be finite, got {value!r}')
     if low is not None:
         bad = value <= low if low_open else value < low
         if bad:
@@ -58,8 +62,8 @@ def number(name, value, *, low=None, low_open=False, integer=False):
 
 
 def halflife(name, value):
-    """A half-life h > 0, returned as the EWMA weight exp(-ln 2 / h)."""
-    value = number(name, value, low=0, low_open=True)
+    """A finite half-life h > 0, returned as the EWMA weight exp(-ln 2 / h)."""
+    value = number(name, value, low=0, low_open=True, finite=True)
     return float(np.exp(-np.log(2) / value))
 
 
