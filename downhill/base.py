@@ -459,6 +459,19 @@ class Optimizer:
             self._state_inits[key] = init
         return var
 
+    def _host_state(self):
+        """Algorithm state kept in Python rather than in shared variables, for checkpoints.
+
+        A dict of name -> NumPy array (numbers, no objects), empty by default.
+        An algorithm that keeps state on the host (a quasi-Newton history, say)
+        returns it here and takes it back in :meth:`_restore_host_state`, so
+        that a resumed run continues exactly.
+        """
+        return {}
+
+    def _restore_host_state(self, arrays):
+        """Take back what :meth:`_host_state` returned (read from a checkpoint)."""
+
     def reset_state(self):
         """Set every piece of algorithm state (moments, velocities, counters) to its start."""
         for key, var in self._states.items():

@@ -14,7 +14,9 @@ loading one never runs code) holding
 - ``param/I``: the current value of parameter ``I`` (the optimizer's order);
 - ``best/I``: the best value found so far of parameter ``I``;
 - ``state/J``: state entry ``J`` of ``meta['states']`` (moments, velocities,
-  step counters, RProp steps, the schedule counter ``update_count``).
+  step counters, RProp steps, the schedule counter ``update_count``);
+- ``host/NAME``: algorithm state kept in Python, if any
+  (``Optimizer._host_state``).
 
 Files are written atomically: to a temporary file in the same directory,
 flushed and fsync'ed, then renamed over the old one (``os.replace``), so a
@@ -129,6 +131,9 @@ def capture(opt, loop=None):
         arrays[f'state/{j}'] = value
         states.append({'param': None if param is None else index[id(param)], 'name': name,
                        'shape': list(value.shape), 'dtype': str(value.dtype)})
+    host = opt._host_state()
+    for name, value in host.items():
+        arrays[f'host/{name}'] = np.asarray(value)
     loop = loop if loop is not None else LoopState()
     meta = {
         'format': FORMAT,
@@ -273,6 +278,11 @@ def check(opt, ck):
                              f'{entry["dtype"]} in the checkpoint, {value.dtype} here')
     for j, entry in enumerate(meta['states']):
         _check_state(opt, where, j, entry)
+    from .base import Optimizer  # (base imports this module)
+    host = sorted(k for k in ck.arrays if k.startswith('host/'))
+    if host and type(opt)._restore_host_state is Optimizer._restore_host_state:
+        raise ValueError(f'{where}: the checkpoint holds host state ({", ".join(host)}) that '
+                         f'{here} does not keep')
     ours = generators(opt)
     if len(meta['generators']) != len(ours):
         raise ValueError(f'{where}: the checkpoint holds {len(meta["generators"])} random generators, '
@@ -331,6 +341,8 @@ def restore(opt, ck):
         var.set_value(value, borrow=True)
     for entry, var in zip(ck.meta['generators'], generators(opt)):
         var.set_value(_make_generator(entry), borrow=True)
+    opt._restore_host_state({k[len('host/'):]: v.copy() for k, v in arrays.items()
+                             if k.startswith('host/')})
 
 
 def _create_state(opt, param, name, value):

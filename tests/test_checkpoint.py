@@ -389,3 +389,31 @@ def test_checkpoint_argument_errors(tmp_path):
         opt.iterate(train, checkpoint=bad, learning_rate=0.5)
     assert opt.learning_rate.get_value() == 1e-4  # the failed call changed nothing
     assert np.array_equal(w.get_value(), np.zeros(3))
+
+
+def test_host_state_round_trip(tmp_path):
+    """An algorithm that keeps state in Python saves it through _host_state."""
+
+    class HostCounter(downhill.SGD):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.history = np.zeros(0)
+
+        def _host_state(self):
+            return {'history': self.history}
+
+        def _restore_host_state(self, arrays):
+            self.history = arrays['history']
+
+    downhill.base._REGISTRY.pop('hostcounter')  # not an algorithm for the other tests
+    x = pytensor.shared(np.array([3.0]), name='x')
+    opt = HostCounter(pt.sqr(x).sum())
+    opt.history = np.array([1.0, 2.0])
+    opt.save(tmp_path / 'h.npz')
+    y = pytensor.shared(np.array([3.0]), name='x')
+    again = HostCounter(pt.sqr(y).sum())
+    again.load(tmp_path / 'h.npz')
+    assert np.array_equal(again.history, [1.0, 2.0])
+    plain = downhill.build('sgd', pt.sqr(pytensor.shared(np.array([3.0]), name='x')).sum())
+    with pytest.raises(ValueError, match=r"the checkpoint was written by HostCounter"):
+        plain.load(tmp_path / 'h.npz')
