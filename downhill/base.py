@@ -456,7 +456,8 @@ class Optimizer:
             value = np.full(shape, init() if callable(init) else init, dtype=param.dtype)
             var = pytensor.shared(value, name=f'{param.name or "param"}.{name}', shape=static)
             self._states[key] = var
-            self._state_inits[key] = init
+        # (a variable made by load() learns its algorithm's start value here, for reset_state)
+        self._state_inits[key] = init
         return var
 
     def _host_state(self):
@@ -1003,6 +1004,7 @@ class Optimizer:
             raise
         finally:
             signals.uninstall()
+            state.release()
         if skipped is not None and int(skipped.get_value()) > skipped_at_start:
             reason += (f'; {int(skipped.get_value()) - skipped_at_start} updates skipped for '
                        'non-finite values')
@@ -1018,7 +1020,8 @@ class Optimizer:
         """Count one validation: improvement, patience, hooks. Returns why to stop, or None."""
         loss = validation['loss']
         best = state.best_loss
-        improved = best is None or (best - loss > abs(best) * self.min_improvement and not math.isnan(loss))
+        # a NaN is never an improvement, not even as the first result
+        improved = not math.isnan(loss) and (best is None or best - loss > abs(best) * self.min_improvement)
         if improved:
             state.best_loss, state.best_at, state.failures = loss, state.iteration, 0
             self._best_params = self._snapshot()

@@ -74,8 +74,15 @@ class LoopState:
         self.iteration, self.best_loss, self.best_at, self.failures = 0, None, 0, 0
         self.validated_at, self.validation = None, None
         self.train = self.valid = None  # the datasets of the run, for their positions
+        self.data = None  # their positions, once the run is over (see release)
         for name, value in values.items():
             setattr(self, name, value)
+
+    def release(self):
+        """Keep the datasets' positions, not the datasets (whose arrays may be large)."""
+        if self.train is not None or self.valid is not None:
+            self.data = _data_states(self)
+            self.train = self.valid = None
 
     def to_json(self):
         out = {name: getattr(self, name) for name in self.FIELDS}
@@ -485,6 +492,8 @@ def _hook_state(hook):
 
 
 def _data_states(loop):
+    if loop.train is None and loop.valid is None and loop.data is not None:
+        return loop.data
     out = {}
     for role in ('train', 'valid'):
         data = getattr(loop, role)
