@@ -109,7 +109,7 @@ def test_resume_in_fresh_process_is_bit_for_bit(tmp_path):
     assert second.wait(timeout=300) == 0
     runs = json.load(open(tmp_path / 'first.json'))
     rest = json.load(open(tmp_path / 'second.json'))
-    assert set(runs) == set(downhill.algorithms())
+    assert set(runs) == {k for k, v in downhill.algorithms().items() if v.__module__.startswith('downhill.')}
     for algo in runs:
         full = ck.read(tmp_path / f'full-{algo}.npz')
         resumed = ck.read(tmp_path / f'part-{algo}.npz')
