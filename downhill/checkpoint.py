@@ -27,6 +27,7 @@ reads every version up to its own and refuses newer ones with a message
 saying so.
 """
 
+import collections
 import json
 import logging
 import math
@@ -92,7 +93,6 @@ class LoopState:
 
     @classmethod
     def from_json(cls, values):
-        import collections
         state = cls(**{k: values[k] for k in cls.FIELDS})
         if state.validation is not None:
             state.validation = collections.OrderedDict(state.validation)
@@ -409,12 +409,15 @@ def restore_hooks(ck, hooks):
 
 
 def compare_hyperparameters(ck, opt):
-    """Log each hyperparameter whose value differs from the checkpoint's."""
-    plateau_values = {f'{name}.value' for name in getattr(opt, '_schedules', {})}
+    """Log each hyperparameter whose value differs from the checkpoint's.
+
+    Call it after :func:`restore_hooks`, which puts back the values that
+    ``reduce_on_plateau`` changed during the run.
+    """
     for name, value in opt._hypers.items():
         old = ck.meta['hyperparameters'].get(name)
         now = float(value.get_value())
-        if old is not None and name not in plateau_values and not _same(old, now):
+        if old is not None and not _same(old, now):
             log.warning('resuming with %s=%g; the checkpoint was written with %g, so the '
                         'trajectory differs from an uninterrupted run', name.lstrip('_'), now, old)
 
