@@ -946,28 +946,33 @@ class Optimizer:
         run_valid = _pass_runner(evaluate, feed_valid, valid, names)
         progress = Progress(label)
         stop_on_nonfinite = self.on_nonfinite == 'stop'
+        isfinite = math.isfinite
         skipped = self._states.get(nonfinite.SKIPPED)
         skipped_at_start = 0 if skipped is None else int(skipped.get_value())
         skip_log = nonfinite.SkipLog(label, skipped_at_start)
         if not resumed:
             self._best_params = self._snapshot()
         reason = None
+        validate_every = self.validate_every
+        # the counters are locals in the hot path, copied to ``state`` (what save() reads) each time
+        iteration, validation = state.iteration, state.validation
         signals.install()
+        signals.active = True
         try:
             while True:
-                if max_updates is not None and state.iteration >= max_updates:
+                if max_updates is not None and iteration >= max_updates:
                     reason = f'max_updates={max_updates} reached'
                     break
                 if signals.terminate:
                     reason = 'SIGTERM received'
                     break
-                if state.iteration % self.validate_every == 0 and state.validated_at != state.iteration:
+                if iteration % validate_every == 0 and state.validated_at != iteration:
                     try:
                         validation = run_valid()
                     except KeyboardInterrupt:
                         reason = 'interrupted'
                         break
-                    state.validation, state.validated_at = validation, state.iteration
+                    state.validation, state.validated_at = validation, iteration
                     reason = self._validated(state, validation, stop_on_nonfinite)
                     if reason is not None:
                         break
@@ -976,26 +981,29 @@ class Optimizer:
                 except KeyboardInterrupt:
                     reason = 'interrupted'
                     break
-                state.iteration += 1
-                progress(state.iteration, training)
+                iteration += 1
+                state.iteration = iteration
+                progress(iteration, training)
                 if stop_on_nonfinite:
-                    bad = nonfinite.first_nonfinite(training)
-                    if bad is not None:
-                        reason = nonfinite.reason('training', bad, training[bad], state.iteration)
-                        break
+                    # one sum is non-finite if any monitor is: the cheap test first
+                    if not isfinite(sum(training.values())):
+                        bad = nonfinite.first_nonfinite(training)
+                        if bad is not None:
+                            reason = nonfinite.reason('training', bad, training[bad], iteration)
+                            break
                 elif skipped is not None:
-                    skip_log(state.iteration, int(skipped.get_value(borrow=True)))
-                if path is not None and state.iteration % every == 0:
+                    skip_log(iteration, int(skipped.get_value(borrow=True)))
+                if path is not None and iteration % every == 0:
                     self._write_checkpoint(path)
-                signals.uninstall()
+                signals.active = False
                 try:
-                    yield training, state.validation
+                    yield training, validation
                 except GeneratorExit:
                     # the caller stopped iterating: this is a clean point to save
                     if path is not None:
                         self._write_checkpoint(path)
                     raise
-                signals.install()
+                signals.active = True
         except BaseException as err:
             if not isinstance(err, GeneratorExit):
                 log.error('%s stopped by %s at iteration %d; restoring the best parameters',

@@ -11,11 +11,15 @@ while a loop that writes checkpoints runs in the main thread:
 - SIGTERM asks the loop to stop after the current iteration (it then writes
   its final checkpoint and returns); a second SIGTERM acts like Ctrl-C.
 
-The handlers are installed only while the loop's own code runs (not while
-the caller's code runs between two yielded iterations) and the previous
-handlers are put back each time.
+The handlers are installed when the loop starts and removed (the previous
+ones put back) when it ends. While the caller's code runs between two yielded
+iterations they act like the handlers they replaced: SIGINT raises
+KeyboardInterrupt at once, SIGTERM goes to the previous handler (by default,
+the process ends). Switching between the two costs an attribute write per
+iteration, not a ``signal.signal`` call (about 3 us each).
 """
 
+import os
 import signal
 import threading
 
@@ -33,6 +37,8 @@ class Interrupts:
         self.enabled = bool(enabled) and threading.current_thread() is threading.main_thread()
         #: True once a SIGTERM arrived: the loop stops after this iteration.
         self.terminate = False
+        #: True while the loop's own code runs (False while the caller's runs).
+        self.active = False
         self._busy = False
         self._pending = False
         self._saved = None
@@ -73,12 +79,24 @@ class Interrupts:
         return atomic_step
 
     def _on_interrupt(self, signum, frame):
-        if self._busy:
+        if self._busy and self.active:
             self._pending = True
             return
         raise KeyboardInterrupt
 
     def _on_terminate(self, signum, frame):
+        if not self.active:
+            self._previous_terminate(signum, frame)
+            return
         if self.terminate:
             self._on_interrupt(signum, frame)
         self.terminate = True
+
+    def _previous_terminate(self, signum, frame):
+        old = self._saved.get(signal.SIGTERM)
+        if callable(old):
+            old(signum, frame)
+            return
+        # the default action: end the process, as if we were not here
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -317,6 +317,26 @@ def test_sigterm_writes_a_final_checkpoint_and_returns(tmp_path, downhill_log):
     assert 'SIGTERM' in downhill_log.text
 
 
+def test_sigterm_between_iterations_goes_to_the_previous_handler(tmp_path):
+    """While the caller's code runs, SIGTERM is not the loop's business."""
+    path = tmp_path / 'term.npz'
+    x = pytensor.shared(np.array([3.0]), name='x')
+    opt = downhill.build('sgd', pt.sqr(x).sum())
+    seen = []
+    mine = lambda signum, frame: seen.append(signum)  # noqa: E731
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        n = 0
+        for _ in opt.iterate(None, learning_rate=0.1, checkpoint=path, max_updates=10):
+            n += 1
+            if n == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # in the caller's code
+        assert seen == [signal.SIGTERM] and n == 10  # the caller's handler ran; the loop went on
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_ctrl_c_writes_a_final_checkpoint(tmp_path):
     path = tmp_path / 'int.npz'
     x = pytensor.shared(np.array([3.0]), name='x')
@@ -348,6 +368,7 @@ def test_ctrl_c_inside_a_step_waits_for_the_step():
         return 1
 
     signals.install()
+    signals.active = True
     try:
         with pytest.raises(KeyboardInterrupt):
             signals.wrap(step)()
