@@ -45,7 +45,8 @@ def all_finite(exprs):
     """A boolean scalar: every element of every expression in ``exprs`` is finite."""
     ok = None
     for expr in exprs:
-        finite = pt.all(pt.isfinite(expr))
+        # (not pt.isfinite: PyTensor 2.38 lacks it)
+        finite = pt.all(pt.invert(pt.or_(pt.isnan(expr), pt.isinf(expr))))
         ok = finite if ok is None else pt.and_(ok, finite)
     return pt.as_tensor_variable(True) if ok is None else ok
 
