@@ -16,13 +16,14 @@ from .dataset import Dataset
 from .first_order import NAG, SGD
 from .minimize import minimize
 from .modern import AdamW, Adamax, NAdam
+from .second_order import BFGS, LBFGS, NewtonCG
 
 __version__ = '0.6.0'
 
 __all__ = [
-    'ADADELTA', 'ADAGRAD', 'Adam', 'AdamW', 'Adamax', 'Dataset', 'ESGD', 'NAG', 'NAdam',
-    'Optimizer', 'RMSProp', 'RProp', 'SGD', 'algorithms', 'build', 'minimize', 'prox',
-    'schedules', '__version__',
+    'ADADELTA', 'ADAGRAD', 'Adam', 'AdamW', 'Adamax', 'BFGS', 'Dataset', 'ESGD', 'LBFGS', 'NAG',
+    'NAdam', 'NewtonCG', 'Optimizer', 'RMSProp', 'RProp', 'SGD', 'algorithms', 'build',
+    'minimize', 'prox', 'schedules', '__version__',
 ]
 
 logs.install_default_handler()
