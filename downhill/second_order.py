@@ -206,8 +206,8 @@ class FullBatchOptimizer(Optimizer):
                          type(self).__name__)
                 x = inside
                 objective.set(x)
-        if self._x is None or not np.array_equal(self._x, x):
-            self._forget()
+        # Curvature pairs (and the trust radius) stay valid near here: they are kept, even if
+        # the parameters were set in between, until reset=True.
         self._x = x
         self._stop = None
         self._monitors, self._g = objective(x)
@@ -217,7 +217,7 @@ class FullBatchOptimizer(Optimizer):
         OrderedDict = collections.OrderedDict
 
         def run():
-            reason = self._stop or self._converged()
+            reason = self._converged() or self._stop
             if reason:
                 raise StopTraining(reason)
             f = self._f
