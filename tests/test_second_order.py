@@ -246,3 +246,19 @@ def test_the_names_are_registered():
     assert algos['newtoncg'] is downhill.NewtonCG
     assert 'fullbatchoptimizer' not in algos and 'quasinewton' not in algos
     assert isinstance(downhill.build('Newton-CG', landscapes.rosenbrock().loss), downhill.NewtonCG)
+
+
+def test_the_code_on_the_guide_page_runs():
+    import os
+    import re
+    page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                        'second_order.rst')
+    with open(page) as f:
+        blocks = re.findall(r'\.\. code-block:: python\n\n((?:   .*\n|\n)+)', f.read())
+    assert len(blocks) == 5
+    namespace = {}
+    level = logging.getLogger('downhill').level
+    for block in blocks:
+        code = '\n'.join(line[3:] for line in block.splitlines())
+        exec(compile(code, page, 'exec'), namespace)
+    logging.getLogger('downhill').setLevel(level)
