@@ -40,8 +40,8 @@ log = logging.getLogger('downhill')
 __all__ = ['FlatObjective', 'all_batches']
 
 
-def all_batches(data, feed):
-    """Every batch of ``data``, checked and converted once by ``feed``.
+def all_batches(data):
+    """Every batch of ``data`` (a :func:`~downhill.dataset.as_dataset` result), as a list.
 
     A :class:`~downhill.Dataset` of arrays gives all its batches whatever its
     ``iteration_size``; a callable or an iterable gives the batches of one
@@ -49,12 +49,12 @@ def all_batches(data, feed):
     """
     slices = getattr(data, '_slices', None) if isinstance(data, Dataset) else None
     if slices is not None and getattr(data, '_callable', None) is None:
-        raw = [[_take(x, where) for x, where in zip(data._inputs, parts)] for parts in slices]
+        batches = [[_take(x, where) for x, where in zip(data._inputs, parts)] for parts in slices]
     else:
-        raw = list(data)
-    if not raw:
+        batches = [list(batch) for batch in data]
+    if not batches:
         raise ValueError(f'{data.name} produced no batches')
-    return [feed(batch) for batch in raw]
+    return batches
 
 
 class FlatObjective:

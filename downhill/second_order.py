@@ -9,7 +9,8 @@ restored), but an *iteration* is different:
   of an iteration are averaged over *all* of ``train``'s batches (every
   batch of a :class:`~downhill.Dataset` of arrays, whatever its
   ``iteration_size``; one pass, drawn when :meth:`iterate` starts, for a
-  callable), with the parameters held fixed;
+  callable), with the parameters held fixed; ``valid`` defaults to the same
+  batches;
 * **one step per iteration**, chosen by a line search (L-BFGS, BFGS) or a
   trust region (Newton-CG), which evaluates the loss and gradient as often
   as it needs (``opt.evaluations`` counts these passes);
@@ -30,11 +31,15 @@ import collections
 import logging
 import math
 
+import inspect
+
 import numpy as np
 import pytensor
+import pytensor.tensor as pt
 
 from . import graph, hyperparams, linesearch
 from .base import CLIP_SYNONYMS, Optimizer, StopTraining, _REGISTRY, _algorithm_key
+from .dataset import as_dataset
 from .objective import FlatObjective, all_batches
 
 log = logging.getLogger('downhill')
@@ -112,27 +117,30 @@ class FullBatchOptimizer(Optimizer):
         self.ftol = hyperparams.number('ftol', ftol, low=0)
 
     def iterate(self, train=None, valid=None, max_updates=None, patience=5, validate_every=1,
-                **kwargs):
+                batch_size=32, **kwargs):
         """Optimize, yielding monitors after each iteration; see :meth:`Optimizer.iterate`.
 
-        Here ``validate_every`` defaults to 1: each iteration is a full pass
-        (or several), and validating after each one makes the best
-        parameters restored at the end those of the last iteration.
+        ``train`` is turned into the full list of its batches first (every
+        batch of a Dataset of arrays; one pass of a callable), which every
+        iteration uses; ``valid`` defaults to that same list, so validation
+        computes the same full-batch loss. ``validate_every`` defaults to 1:
+        each iteration is a full pass (or several), and validating after each
+        one makes the best parameters restored at the end those of the last
+        validated iteration.
         """
-        return super().iterate(train, valid, max_updates=max_updates, patience=patience,
-                               validate_every=validate_every, **kwargs)
+        train = all_batches(as_dataset(train, 'train', batch_size))
+        return super().iterate(train, train if valid is None else valid, max_updates=max_updates,
+                               patience=patience, validate_every=validate_every,
+                               batch_size=batch_size, **kwargs)
 
     def _log_hyperparameters(self, given):
-        names = []
-        for klass in type(self).__mro__:
-            if klass is Optimizer:
-                break
+        names = ['patience', 'validate_every', 'min_improvement']
+        for klass in type(self).__mro__[:type(self).__mro__.index(Optimizer)]:
             prepare = klass.__dict__.get('_prepare')
             if prepare is not None:
-                names += [p for p in prepare.__code__.co_varnames[1:prepare.__code__.co_argcount]
-                          if p not in names]
-        shown = ' '.join(f'{n}={given.get(n, getattr(self, n, None))}' for n in
-                         ['patience', 'validate_every', 'min_improvement'] + names)
+                names += [p.name for p in inspect.signature(prepare).parameters.values()
+                          if p.default is not p.empty and p.name not in names]
+        shown = ' '.join(f'{n}={given.get(n, getattr(self, n, None))}' for n in names)
         log.info('%s: %s', type(self).__name__, shown)
 
     def get_updates(self, **kwargs):
@@ -176,7 +184,6 @@ class FullBatchOptimizer(Optimizer):
             return None
         lower = np.full(objective.size, -np.inf)
         upper = np.full(objective.size, np.inf)
-        import pytensor.tensor as pt
         for param, shape, a, b in zip(objective.params, objective.shapes,
                                       objective.offsets[:-1], objective.offsets[1:]):
             ops = self._constraints.get(param)
@@ -195,7 +202,7 @@ class FullBatchOptimizer(Optimizer):
 
     def _train_runner(self, step, feed, train, names):
         objective = step
-        objective.use(all_batches(train, feed))
+        objective.use([feed(batch) for batch in all_batches(train)])
         bounds = self._bounds(objective)
         self._lower, self._upper = bounds if bounds is not None else (None, None)
         x = objective.get()

@@ -129,8 +129,7 @@ def _least_squares(rng, n=40, batch_size=10, dtype='float64'):
 def test_several_parameters_over_all_batches(algo, rng):
     data, inputs, (W, c), loss, answer = _least_squares(rng)
     opt = downhill.build(algo, loss, params=[W, c], inputs=list(inputs))
-    everything = [[data._inputs[0], data._inputs[1]]]
-    train, _ = opt.minimize(data, everything, gtol=1e-10, ftol=0, max_updates=200)
+    train, valid = opt.minimize(data, gtol=1e-10, ftol=0, max_updates=200)
     # All four batches every iteration (iteration_size=1 is ignored): the exact least squares.
     np.testing.assert_allclose(W.get_value().ravel(), answer[:6], atol=1e-7)
     np.testing.assert_allclose(c.get_value(), answer[6], atol=1e-7)
@@ -138,12 +137,13 @@ def test_several_parameters_over_all_batches(algo, rng):
     batches = [b for b in downhill.Dataset(data._inputs, batch_size=10).iterate(False)]
     mean = np.mean([np.mean((b[0] @ answer[:6] + answer[6] - b[1]) ** 2) for b in batches])
     assert train['loss'] == pytest.approx(mean, rel=1e-9)
+    assert valid['loss'] == pytest.approx(mean, rel=1e-9)  # validation: the same full batch
 
 
 def test_float32_parameters_stay_float32(rng):
     data, inputs, (W, c), loss, answer = _least_squares(rng, dtype='float32')
-    downhill.minimize(loss, data, [[data._inputs[0], data._inputs[1]]], params=[W, c],
-                      inputs=list(inputs), algo='lbfgs', max_updates=50)
+    downhill.minimize(loss, data, params=[W, c], inputs=list(inputs), algo='lbfgs',
+                      max_updates=50)
     assert W.get_value().dtype == np.float32 and c.get_value().dtype == np.float32
     np.testing.assert_allclose(W.get_value().ravel(), answer[:6], atol=1e-3)
 
