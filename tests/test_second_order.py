@@ -262,3 +262,24 @@ def test_the_code_on_the_guide_page_runs():
         code = '\n'.join(line[3:] for line in block.splitlines())
         exec(compile(code, page, 'exec'), namespace)
     logging.getLogger('downhill').setLevel(level)
+
+
+def test_ctrl_c_in_a_line_search_keeps_the_best_parameters(monkeypatch):
+    problem = landscapes.rosenbrock(2)
+    opt = downhill.build('lbfgs', problem.loss)
+    objective = opt._compiled_step()
+    calls = []
+    evaluate = type(objective).__call__
+
+    def interrupted(self, theta):
+        calls.append(theta.copy())
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return evaluate(self, theta)
+    monkeypatch.setattr(type(objective), '__call__', interrupted)
+    seen = []
+    for _ in opt.iterate(None):
+        seen.append(problem.param.get_value())
+    # The loop stopped cleanly; the parameters are those of the last validated iteration.
+    assert 0 < len(seen) < 7
+    np.testing.assert_array_equal(problem.param.get_value(), seen[-1])
