@@ -35,6 +35,14 @@ CLIP_SYNONYMS = ('max_gradient_clip', 'gradient_clip')
 _REGISTRY = {}
 
 
+class StopTraining(Exception):
+    """Raised by a training runner (see ``Optimizer._train_runner``) to end the loop.
+
+    Its message is the stopping reason that the loop logs (a full-batch
+    method that has converged, for instance).
+    """
+
+
 def _algorithm_key(name):
     return name.lower().replace('-', '').replace('_', '')
 
@@ -875,6 +883,9 @@ class Optimizer:
         elif reset:
             self.reset_state()
         step = self._compiled_step()
+        if self.on_nonfinite == 'skip' and nonfinite.SKIPPED not in self._states:
+            raise ValueError(f"on_nonfinite='skip' needs a compiled step whose updates can be "
+                             f"guarded; {type(self).__name__} has none (use 'stop')")
         evaluate = self._compiled_eval()
         if loaded:
             checkpoints.check(self, resume)
@@ -980,6 +991,9 @@ class Optimizer:
                     training = run_train()
                 except KeyboardInterrupt:
                     reason = 'interrupted'
+                    break
+                except StopTraining as stop:
+                    reason = str(stop)
                     break
                 iteration += 1
                 state.iteration = iteration

@@ -63,20 +63,13 @@ class Interrupts:
         self._saved = None
 
     def wrap(self, step):
-        """``step`` made atomic with respect to SIGINT (``step`` itself when disabled)."""
-        if not self.enabled:
-            return step
+        """``step`` made atomic with respect to SIGINT (``step`` itself when disabled).
 
-        def atomic_step(*args):
-            self._busy = True
-            try:
-                return step(*args)
-            finally:
-                self._busy = False
-                if self._pending:
-                    self._pending = False
-                    raise KeyboardInterrupt
-        return atomic_step
+        The result calls ``step`` and passes any attribute through, so an
+        algorithm whose step is an object (a full-batch objective) still
+        sees its methods.
+        """
+        return _AtomicStep(self, step) if self.enabled else step
 
     def _on_interrupt(self, signum, frame):
         if self._busy and self.active:
@@ -100,3 +93,24 @@ class Interrupts:
         # the default action: end the process, as if we were not here
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _AtomicStep:
+    """A compiled step during which a SIGINT is held back (see :meth:`Interrupts.wrap`)."""
+
+    def __init__(self, signals, step):
+        self._signals, self._step = signals, step
+
+    def __call__(self, *args):
+        signals = self._signals
+        signals._busy = True
+        try:
+            return self._step(*args)
+        finally:
+            signals._busy = False
+            if signals._pending:
+                signals._pending = False
+                raise KeyboardInterrupt
+
+    def __getattr__(self, name):
+        return getattr(self._step, name)

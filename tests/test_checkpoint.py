@@ -18,8 +18,13 @@ import pytest
 import downhill
 from downhill import checkpoint as ck
 from downhill import interrupts
+from downhill.second_order import FullBatchOptimizer
 from util import build_rosen, linear_regression
 
+#: The library's algorithms with a compiled per-batch step (not the full-batch methods, whose
+#: curvature memory lives in Python: see test_full_batch_methods_resume_their_counters).
+STOCHASTIC = sorted(k for k, v in downhill.algorithms().items()
+                    if v.__module__.startswith('downhill.') and not issubclass(v, FullBatchOptimizer))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(downhill.__file__)))
 
 # Runs every algorithm for N or 2N iterations with checkpoint=; one process per side.
@@ -30,7 +35,9 @@ RESUME_CHILD = textwrap.dedent('''
     pytensor.config.mode = 'FAST_COMPILE'
     import pytensor.tensor as pt
     import downhill
+    from downhill.second_order import FullBatchOptimizer
     logging.getLogger('downhill').setLevel(logging.WARNING)
+    STOCHASTIC = [k for k, v in downhill.algorithms().items() if not issubclass(v, FullBatchOptimizer)]
 
     def build(algo):
         rng = np.random.default_rng(0)
@@ -61,7 +68,7 @@ RESUME_CHILD = textwrap.dedent('''
 
     phase, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     out = {}
-    for algo in downhill.algorithms():
+    for algo in sorted(STOCHASTIC):
         opt, data = build(algo)
         if phase == 'first':
             out[algo] = {'full': run(opt, data, f'{folder}/full-{algo}.npz', 2 * n),
@@ -109,7 +116,7 @@ def test_resume_in_fresh_process_is_bit_for_bit(tmp_path):
     assert second.wait(timeout=300) == 0
     runs = json.load(open(tmp_path / 'first.json'))
     rest = json.load(open(tmp_path / 'second.json'))
-    assert set(runs) == {k for k, v in downhill.algorithms().items() if v.__module__.startswith('downhill.')}
+    assert set(runs) == set(STOCHASTIC)
     for algo in runs:
         full = ck.read(tmp_path / f'full-{algo}.npz')
         resumed = ck.read(tmp_path / f'part-{algo}.npz')
@@ -438,3 +445,23 @@ def test_host_state_round_trip(tmp_path):
     plain = downhill.build('sgd', pt.sqr(pytensor.shared(np.array([3.0]), name='x')).sum())
     with pytest.raises(ValueError, match=r"the checkpoint was written by HostCounter"):
         plain.load(tmp_path / 'h.npz')
+
+
+@pytest.mark.parametrize('algo', ['lbfgs', 'newtoncg'])
+def test_full_batch_methods_resume_their_counters(tmp_path, algo):
+    """Parameters, counters and budget continue; the curvature memory starts afresh."""
+    path = tmp_path / f'{algo}.npz'
+    loss, (w, b), (x, y), (X, Y), _ = linear_regression(n=60)
+    opt = downhill.build(algo, loss + 1e3 * pt.sqr(w[0] - 3 * w[1]), inputs=[x, y])
+    assert len(list(opt.iterate([X, Y], max_updates=2, checkpoint=path, gtol=0, ftol=0))) == 2
+    saved = ck.read(path).arrays
+    at_checkpoint = [saved['param/0'], saved['param/1']]
+    loss2, (w2, b2), (x2, y2), _, _ = linear_regression(n=60)
+    again = downhill.build(algo, loss2 + 1e3 * pt.sqr(w2[0] - 3 * w2[1]), inputs=[x2, y2])
+    n = len(list(again.iterate([X, Y], max_updates=4, checkpoint=path, gtol=0, ftol=0)))
+    assert n == 2 and ck.read(path).meta['loop']['iteration'] == 4  # the budget of 4 continued
+    final = again.evaluate([X, Y])['loss']
+    again.set_params(at_checkpoint)
+    assert final < again.evaluate([X, Y])['loss']  # it went on from the checkpoint
+    with pytest.raises(ValueError, match="on_nonfinite='skip' needs a compiled step"):
+        again.iterate([X, Y], on_nonfinite='skip')

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import downhill
+from downhill.second_order import FullBatchOptimizer
 
 FAST = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -147,7 +148,8 @@ def test_parameter_shapes_and_dtypes(shape, dtype, algo, scale):
     p = pytensor.shared(np.full(shape, scale, dtype), name='p')
     opt = downhill.build(algo, pt.sqr(p - target).sum())
     before = opt.evaluate(None)['loss']
-    n = len(list(opt.iterate(None, learning_rate=0.01, max_updates=3, validate_every=1, patience=10)))
+    rate = {} if isinstance(opt, FullBatchOptimizer) else {'learning_rate': 0.01}
+    n = len(list(opt.iterate(None, max_updates=3, validate_every=1, patience=10, **rate)))
     value = p.get_value()
     assert value.dtype == dtype and value.shape == shape
     assert np.isfinite(value).all()
