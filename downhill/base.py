@@ -1093,9 +1093,18 @@ class Optimizer:
 
 
 def _checkpoint_path(path):
+    """``path`` as a str, refused now if a checkpoint could not be written there later."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f'checkpoint must be a file path (str or os.PathLike), got {path!r}')
-    return os.fsdecode(path)
+    path = os.fsdecode(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f'checkpoint {path!r}: the folder {folder!r} does not exist')
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f'checkpoint {path!r}: the folder {folder!r} is not writable')
+    if os.path.isdir(path):
+        raise ValueError(f'checkpoint {path!r} is a folder, not a file')
+    return path
 
 
 def _as_type(expr, var):

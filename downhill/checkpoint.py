@@ -217,6 +217,8 @@ def read(path):
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
+    except PermissionError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f'{path}: not a readable downhill checkpoint (truncated or corrupted?): '
                          f'{type(err).__name__}: {err}') from err

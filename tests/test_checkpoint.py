@@ -411,6 +411,10 @@ def test_checkpoint_argument_errors(tmp_path):
         opt.iterate(train, checkpoint=3)
     with pytest.raises(ValueError, match='checkpoint_every must be >= 1, got 0'):
         opt.iterate(train, checkpoint=tmp_path / 'x.npz', checkpoint_every=0)
+    with pytest.raises(ValueError, match='does not exist'):
+        opt.iterate(train, checkpoint=tmp_path / 'no' / 'such' / 'folder.npz')
+    with pytest.raises(ValueError, match='is a folder, not a file'):
+        opt.iterate(train, checkpoint=tmp_path)
     bad = tmp_path / 'bad.npz'
     bad.write_bytes(b'PK\x03\x04 not really')
     with pytest.raises(ValueError, match='truncated or corrupted'):
