@@ -18,7 +18,7 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from . import graph, hyperparams, schedules, transforms
+from . import compile as compiling, graph, hyperparams, schedules, transforms
 from .dataset import Batches, as_dataset
 from .logs import IMPROVED, Progress, format_monitors
 
@@ -42,7 +42,7 @@ def algorithms():
 
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-          monitor_gradients=False, mode=None, constraints=None):
+          monitor_gradients=False, mode=None, constraints=None, quick_start=True):
     """Construct an optimizer by name.
 
     Parameters
@@ -69,7 +69,9 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     monitor_gradients : bool, optional
         Add ``grad(NAME)``, the squared L2 norm of each parameter's gradient.
     mode : str or pytensor Mode, optional
-        The compile mode (default: PyTensor's configured mode).
+        The compile mode of the training step and the evaluation function
+        (default: PyTensor's configured mode, Numba on PyTensor 3), e.g.
+        ``'NUMBA'``, ``'CVM'``, ``'JAX'`` or ``'FAST_COMPILE'``.
     constraints : dict, optional
         Maps a parameter to a projection or proximal operator (or a list of
         them, applied in order) from :mod:`downhill.prox`, or any callable
@@ -77,6 +79,12 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         new value inside every update. With regularizers (``prox.l1``...),
         the ``'loss'`` monitor is the composite objective; see
         :mod:`downhill.prox`.
+    quick_start : bool, optional
+        When ``mode`` compiles code (Numba, C, JAX), run the first updates
+        through a Python-linker version of each function while the final
+        one compiles in a background thread, then switch to it (default
+        True); the trajectory is the same either way. False compiles
+        synchronously before the first update. See :mod:`downhill.compile`.
 
     Returns
     -------
@@ -84,7 +92,7 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     """
     return Optimizer.build(algo, loss, params=params, inputs=inputs, updates=updates,
                            monitors=monitors, monitor_gradients=monitor_gradients, mode=mode,
-                           constraints=constraints)
+                           constraints=constraints, quick_start=quick_start)
 
 
 class Optimizer:
@@ -117,7 +125,7 @@ class Optimizer:
 
     @staticmethod
     def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-              monitor_gradients=False, mode=None, constraints=None):
+              monitor_gradients=False, mode=None, constraints=None, quick_start=True):
         """Construct an optimizer by name; see :func:`downhill.build`."""
         if isinstance(algo, type) and issubclass(algo, Optimizer):
             cls = algo
@@ -128,13 +136,15 @@ class Optimizer:
         else:
             raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
         return cls(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
-                   monitor_gradients=monitor_gradients, mode=mode, constraints=constraints)
+                   monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
+                   quick_start=quick_start)
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None):
+                 monitor_gradients=False, mode=None, constraints=None, quick_start=True):
         graph.check_loss(loss)
         self._loss = loss
-        self._mode = mode
+        self._mode = compiling.check_mode(mode)
+        self._quick_start = hyperparams.flag('quick_start', quick_start)
         self._updates = self._check_updates(updates)
         self._params = self._check_params(loss, params, [v for v, _ in self._updates])
         self._monitor_names, monitor_exprs = self._check_monitors(monitors)
@@ -578,20 +588,28 @@ class Optimizer:
     # --------------------------------------------------------------- compiling
 
     def _function(self, updates, name):
+        """Compile ``self._inputs`` -> monitors with ``updates``, as :mod:`downhill.compile` decides.
+
+        Every explicit input reaches the function through :func:`_converter`
+        (exact dtype, ndim and static shape), so for dense tensor inputs
+        PyTensor's own per-call validation, which also walks every
+        shared-variable container, is skipped (``trust_input``, lean call).
+        """
         rngs = graph.random_updates(self._monitor_exprs + [e for _, e in updates],
                                     already=[v for v, _ in updates])
-        fn = pytensor.function(self._inputs, self._monitor_exprs, updates=updates + rngs,
-                               mode=self._mode, on_unused_input='ignore', name=name)
-        # Every input reaches fn through _converter (exact dtype, ndim and static
-        # shape), so PyTensor's own per-call validation, which also walks every
-        # shared-variable container, is redundant.
-        fn.trust_input = all(type(v.type).__name__ == 'TensorType' for v in self._inputs)
-        return fn
+        inputs, outputs, updates = list(self._inputs), list(self._monitor_exprs), updates + rngs
+
+        def make(mode):
+            return pytensor.function(inputs, outputs, updates=updates, mode=mode,
+                                     on_unused_input='ignore', name=name)
+        lean = all(type(v.type).__name__ == 'TensorType' for v in inputs)
+        return compiling.compile_function(make, self._mode, len(inputs), lean, self._quick_start, name)
 
     def _compiled_step(self):
         key = self._graph_key()
         fn = self._step_fns.get(key)
         if fn is None:
+            compiling.keep_freed_memory()
             started = time.perf_counter()
             fn = self._function(list(self._updates) + self._build_updates(), type(self).__name__)
             log.debug('compiled %s step in %.2f s', type(self).__name__, time.perf_counter() - started)
@@ -601,8 +619,29 @@ class Optimizer:
 
     def _compiled_eval(self):
         if self._eval_fn is None:
-            self._eval_fn = self._function([], 'evaluation')
+            fn = self._eval_fn = self._function([], 'evaluation')
+            # the step's final version is needed first: compile this one after it
+            steps = [s for s in self._step_fns.values() if isinstance(s, compiling.Background)]
+            if isinstance(fn, compiling.Background) and steps:
+                fn.follow(steps[-1])
         return self._eval_fn
+
+    def wait_compiled(self, timeout=None):
+        """Block until the steps compiling in the background are ready.
+
+        With ``quick_start`` (see :func:`downhill.build`) the first updates run
+        through a quickly compiled version of the step while the final one
+        compiles in a background thread; this waits for it (at most
+        ``timeout`` seconds in all) and re-raises an error the compilation
+        raised. Returns whether everything is compiled.
+        """
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        done = True
+        for fn in list(self._step_fns.values()) + [self._eval_fn]:
+            if isinstance(fn, compiling.Background):
+                left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+                done = fn.wait(left) is not None and done
+        return done
 
     # -------------------------------------------------------------------- data
 
@@ -834,7 +873,12 @@ def _pass_runner(fn, feed, data, names):
     A fixed list of batches (``Batches``: ``None``, ``[[...], ...]``) is checked
     and converted once, here, instead of at every step; a single batch (the
     full-batch case, one update per iteration) gets a pass without a loop.
+    While ``fn`` is still compiling in the background
+    (:class:`downhill.compile.Background`), each pass runs whichever version
+    is ready; once the final one is, the runner made for it takes over.
     """
+    if isinstance(fn, compiling.Background):
+        return _switching_runner(fn, feed, data, names)
     if isinstance(data, Batches):
         batches = _NamedList((feed(batch) for batch in data), data.name)
         if len(batches) == 1:
@@ -842,13 +886,32 @@ def _pass_runner(fn, feed, data, names):
             OrderedDict = collections.OrderedDict
 
             def one_batch():
-                monitors = OrderedDict()
-                for name, value in zip(names, fn(*args)):
-                    monitors[name] = float(value)
-                return monitors
+                return OrderedDict(zip(names, map(float, fn(*args))))
             return one_batch
         return lambda: _run_pass(fn, _as_given, batches, names)
     return lambda: _run_pass(fn, feed, data, names)
+
+
+def _switching_runner(pending, feed, data, names):
+    """A pass runner for a function compiling in the background (see :func:`_pass_runner`)."""
+    # ``pending`` switches between two calls (within a multi-batch pass); once
+    # the final function is ready, the next pass runs a runner made for it.
+    meanwhile = _pass_runner(lambda *args: pending(*args), feed, data, names)
+    runner = None
+
+    def run():
+        nonlocal runner
+        if runner is None:
+            final = pending.ready()
+            if final is None:
+                return meanwhile()
+            runner = _pass_runner(final, feed, data, names)
+        return runner()
+    return run
+
+
+def _single_batch(data):
+    return isinstance(data, Batches) and len(data) == 1
 
 
 def _as_given(batch):
