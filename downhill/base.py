@@ -878,7 +878,9 @@ def _pass_runner(fn, feed, data, names):
     is ready; once the final one is, the runner made for it takes over.
     """
     if isinstance(fn, compiling.Background):
-        return _switching_runner(fn, feed, data, names)
+        if fn.ready() is None:
+            return _switching_runner(fn, feed, data, names)
+        fn = fn.final
     if isinstance(data, Batches):
         batches = _NamedList((feed(batch) for batch in data), data.name)
         if len(batches) == 1:
