@@ -6,8 +6,8 @@ from . import problems as P
 
 LABEL = {('raw', 'base'): 'raw pytensor.function', ('raw', 'trust'): 'raw + trust_input',
          ('downhill', 'base'): 'downhill iterate()', ('downhill', 'trust'): 'downhill iterate() + trust_input*',
-         ('torch', 'base'): 'torch.optim eager', ('jax', 'base'): 'jax.jit + optax'}
-ORDER = ['raw', 'downhill', 'torch', 'jax']
+         ('numpy', 'base'): 'NumPy by hand', ('torch', 'base'): 'torch.optim eager', ('jax', 'base'): 'jax.jit + optax'}
+ORDER = ['raw', 'downhill', 'numpy', 'torch', 'jax']
 
 
 def _fmt_rate(x):

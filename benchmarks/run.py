@@ -33,8 +33,8 @@ import numpy as np
 from . import problems as P
 from . import report
 
-IMPLS = ('raw', 'downhill', 'torch', 'jax')
-DEFAULT_IMPLS = ('raw', 'downhill', 'torch', 'jax')
+IMPLS = ('raw', 'downhill', 'numpy', 'torch', 'jax')
+DEFAULT_IMPLS = ('raw', 'downhill', 'numpy', 'torch', 'jax')
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -77,8 +77,9 @@ def parse_args(argv=None):
     p.add_argument('--problem', default='all',
                    help=f'comma list of {", ".join(P.PROBLEMS)} (default all)')
     p.add_argument('--impl', default=','.join(DEFAULT_IMPLS),
-                   help='comma list of raw,downhill,torch,jax (default all; peers are skipped '
-                        'when not importable)')
+                   help='comma list of raw,downhill,numpy,torch,jax (default all; numpy: the '
+                        'hand-written NumPy updates of mlp and matfact; peers are skipped when '
+                        'not importable)')
     p.add_argument('--quick', action='store_true',
                    help='one round, 3 short windows, no cold-cache runs (shares one warm '
                         'compile cache): ~1 min when the cache is warm')

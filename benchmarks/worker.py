@@ -210,8 +210,88 @@ class DownhillRunner(Runner):
         return [p.get_value() for p in self._params]
 
 
+class NumpyRunner(Runner):
+    """The same updates written in NumPy by hand (matfact and mlp: the matrix-heavy problems).
+
+    Monitors on, as for the others: the loss is computed (and converted to a
+    float) at every update.
+    """
+
+    def imports(self):
+        if self.problem not in ('matfact', 'mlp'):
+            raise ImportError(f'no hand-written NumPy version of {self.problem}')
+
+    def build(self):
+        self._params = [a.copy() for a in self.P.make(self.problem, self.size)['init']]
+        copies = 2 if self.algo == 'adam' else 1
+        self.state = [np.zeros_like(p) for _ in range(copies) for p in self._params]
+        self.t = 0
+        loss = self._update(*self.batches[0])
+        self.sched.cursor = 1 % len(self.batches)
+        self.done = 1
+        return loss
+
+    def _grads(self, *batch):
+        if self.problem == 'matfact':
+            (X,), (u, v) = batch, self._params
+            r = u @ v - X
+            n = r.size
+            loss = float(np.mean(r * r) + 0.01 * np.mean(np.abs(u)) + 0.01 * np.mean(v * v))
+            r *= 2.0 / n
+            gu = r @ v.T + (0.01 / u.size) * np.sign(u)
+            gv = u.T @ r + (0.02 / v.size) * v
+            return loss, [gu, gv]
+        x, y = batch
+        W1, b1, W2, b2 = self._params
+        h = np.tanh(x @ W1 + b1)
+        r = h @ W2 + b2 - y
+        loss = float(np.mean(r * r))
+        d = (2.0 / r.size) * r
+        dh = (d @ W2.T) * (1 - h * h)
+        return loss, [x.T @ dh, dh.sum(0), h.T @ d, d.sum(0)]
+
+    def _update(self, *batch):
+        loss, grads = self._grads(*batch)
+        hp = self.P.hyper(self.problem)
+        dt = self._params[0].dtype.type
+        if self.algo == 'sgd':
+            mu, lr = dt(hp['momentum']), dt(hp['lr'])
+            for p, vel, g in zip(self._params, self.state, grads):
+                vel *= mu
+                vel -= lr * g
+                p += vel
+            return loss
+        self.t += 1
+        b1, b2, eps, lr = (dt(hp[k]) for k in ('b1', 'b2', 'adam_eps', 'lr'))
+        c1, c2 = dt(1 - hp['b1'] ** self.t), dt(1 - hp['b2'] ** self.t)
+        n = len(self._params)
+        for p, m, v, g in zip(self._params, self.state[:n], self.state[n:], grads):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            p -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
+        return loss
+
+    def steps(self, n, variant='base'):
+        if len(self.batches) == 1:
+            batch = self.batches[0]
+            for _ in range(n):
+                self._update(*batch)
+        else:
+            self.sched.pass_len = n
+            for batch in self.sched:
+                self._update(*batch)
+        self.done += n
+
+    def params(self):
+        return [p.copy() for p in self._params]
+
+
 def _runner(cfg, problems):
     impl = cfg['impl']
+    if impl == 'numpy':
+        return NumpyRunner(cfg, problems)
     if impl == 'raw':
         return RawRunner(cfg, problems)
     if impl == 'downhill':
