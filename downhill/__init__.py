@@ -6,7 +6,8 @@ own ``pytensor.function``).
 
 :mod:`downhill.prox` holds constraints and proximal operators (``constraints=``
 of :func:`build`), :mod:`downhill.schedules` learning-rate and momentum
-schedules.
+schedules. :func:`sweep` runs a hyperparameter grid on any
+``concurrent.futures`` executor.
 """
 
 from . import logs, prox, schedules
@@ -16,13 +17,14 @@ from .dataset import Dataset
 from .first_order import NAG, SGD
 from .minimize import minimize
 from .modern import AdamW, Adamax, NAdam
+from .sweep import sweep
 
 __version__ = '0.6.0'
 
 __all__ = [
     'ADADELTA', 'ADAGRAD', 'Adam', 'AdamW', 'Adamax', 'Dataset', 'ESGD', 'NAG', 'NAdam',
     'Optimizer', 'RMSProp', 'RProp', 'SGD', 'algorithms', 'build', 'minimize', 'prox',
-    'schedules', '__version__',
+    'schedules', 'sweep', '__version__',
 ]
 
 logs.install_default_handler()
