@@ -187,3 +187,27 @@ def test_an_object_without_shape_is_still_refused():
             return 0
     with pytest.raises(ValueError, match='input 0 has type'):
         downhill.Dataset([NoShape()])
+
+
+def test_the_scale_page_runs():
+    """Every ``.. code-block:: python`` of docs/scale.rst, in order, in one namespace.
+
+    The block marked "not run in the tests" (an executor example with a
+    placeholder module) is skipped, and so is the HDF5 block without h5py.
+    """
+    import pathlib
+    import re
+    page = (pathlib.Path(__file__).resolve().parent.parent / 'docs' / 'scale.rst').read_text()
+    blocks = re.findall(r'\.\. code-block:: python\n\n((?:   .*\n|\n)+)', page)
+    assert len(blocks) == 4
+    namespace = {}
+    for block in blocks:
+        code = '\n'.join(line[3:] for line in block.splitlines())
+        if 'not run in the tests' in code:
+            continue
+        if 'import h5py' in code:
+            try:
+                import h5py  # noqa: F401
+            except ImportError:
+                continue
+        exec(compile(code, 'docs/scale.rst', 'exec'), namespace)
