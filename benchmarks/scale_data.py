@@ -7,9 +7,13 @@ For each store (``memmap``: raw float32 files read through ``numpy.memmap``;
 ``hdf5``: an h5py file; ``zarr``: a zarr array) one process writes a
 least-squares problem, X (rows x ``--dim``, float32) and y = X w + noise,
 block by block (never all in memory), and drops it from the page cache
-(``posix_fadvise``) unless ``--keep-cache``. A second process trains a linear
+(``posix_fadvise``) unless ``--keep-cache``. For comparison, ``--store mapped``
+passes the same files as plain ndarray views of the mapping
+(``np.asarray(memmap)``), which is what streaming avoids: every page read
+stays in the resident memory of the process. A second process trains a linear
 model with Adam for one pass over every row, in mini-batches of ``--batch``,
-from a :class:`downhill.Dataset` over the stored arrays, and reports its peak
+from a :class:`downhill.Dataset` over the stored arrays (timed: the pass, and apart
+the first step, which compiles), and reports its peak
 resident memory (``VmHWM``), which must stay under ``--limit-mb``: the limit
 the benchmark sets itself. (``setrlimit(RLIMIT_AS)`` is not usable as the
 limit: Numba/LLVM reserve far more address space than they touch.) The file
@@ -29,7 +33,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-STORES = ('memmap', 'hdf5', 'zarr')
+STORES = ('memmap', 'hdf5', 'zarr', 'mapped')
+DEFAULT_STORES = ('memmap', 'hdf5', 'zarr')
 BLOCK_ROWS = 65536
 
 
@@ -62,13 +67,14 @@ def blocks(rows, dim):
 
 def paths(store, where):
     base = os.path.join(where, f'scale_data.{store}')
-    return {'memmap': [base + '.x.f32', base + '.y.f32'], 'hdf5': [base + '.h5'],
+    return {'memmap': [base + '.x.f32', base + '.y.f32'], 'mapped': [base + '.x.f32', base + '.y.f32'],
+            'hdf5': [base + '.h5'],
             'zarr': [base + '.x.zarr', base + '.y.zarr']}[store]
 
 
 def write(store, where, rows, dim, batch):
     files = paths(store, where)
-    if store == 'memmap':
+    if store in ('memmap', 'mapped'):
         with open(files[0], 'wb') as fx, open(files[1], 'wb') as fy:
             for _, X, y in blocks(rows, dim):
                 fx.write(X.tobytes())
@@ -115,6 +121,8 @@ def drop_cache(path):
 
 def open_arrays(store, where, rows, dim):
     files = paths(store, where)
+    if store == 'mapped':
+        return tuple(np.asarray(a) for a in open_arrays('memmap', where, rows, dim))
     if store == 'memmap':
         return (np.memmap(files[0], dtype='float32', mode='r', shape=(rows, dim)),
                 np.memmap(files[1], dtype='float32', mode='r', shape=(rows,)))
@@ -127,13 +135,19 @@ def open_arrays(store, where, rows, dim):
 
 
 class CountingPass:
-    """One pass over a Dataset, counting the rows handed to the optimizer."""
+    """One pass over a Dataset, counting the rows handed to the optimizer.
+
+    ``second`` is the time the second batch was asked for: the first step
+    (which compiles, with Numba) is done by then.
+    """
 
     def __init__(self, dataset):
-        self.dataset, self.rows = dataset, 0
+        self.dataset, self.rows, self.second = dataset, 0, None
 
     def __iter__(self):
-        for batch in self.dataset:
+        for i, batch in enumerate(self.dataset):
+            if i == 1:
+                self.second = time.perf_counter()
             self.rows += len(batch[0])
             yield batch
 
@@ -157,9 +171,12 @@ def train(store, where, rows, dim, batch, mode):
     started = time.perf_counter()
     for _ in opt.iterate(data, valid, learning_rate=0.01):
         break  # one iteration is one pass over every row; keep its parameters
-    seconds = time.perf_counter() - started
+    ended = time.perf_counter()
+    second = data.second or started
+    rest = max(data.rows - batch, 1)
     return dict(store=store, rows=rows, dim=dim, batch=batch, rows_trained=data.rows,
-                seconds=seconds, rows_per_s=data.rows / seconds, loss_before=before,
+                seconds=ended - started, first_step_s=second - started,
+                rows_per_s=rest / max(ended - second, 1e-9), loss_before=before,
                 loss_after=opt.evaluate(valid)['loss'], base_bytes=base,
                 peak_bytes=status('VmHWM'), mode=mode or pytensor.config.mode)
 
@@ -197,12 +214,13 @@ def _child(python, argv, env):
 
 def markdown(rows):
     lines = ['| store | file MiB | limit MiB | peak RSS MiB | under limit | rows | batch | '
-             'one pass s | rows/s | loss before -> after |',
-             '|---|---:|---:|---:|---|---:|---:|---:|---:|---|']
+             'one pass s | of which first step s | rows/s after it | loss before -> after |',
+             '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|']
     for r in rows:
         lines.append(f"| {r['store']} | {r['file_bytes'] / 2**20:,.0f} | {r['limit_bytes'] / 2**20:,.0f} "
                      f"| {r['peak_bytes'] / 2**20:,.1f} | {'yes' if r['under_limit'] else 'NO'} "
-                     f"| {r['rows']:,} | {r['batch']} | {r['seconds']:.1f} | {r['rows_per_s']:,.0f} "
+                     f"| {r['rows']:,} | {r['batch']} | {r['seconds']:.1f} | {r['first_step_s']:.1f} "
+                     f"| {r['rows_per_s']:,.0f} "
                      f"| {r['loss_before']:.3g} -> {r['loss_after']:.3g} |")
     return '\n'.join(lines) + '\n'
 
@@ -210,7 +228,8 @@ def markdown(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m benchmarks.scale_data',
                                 description=__doc__.split('\n')[0])
-    p.add_argument('--store', default=','.join(STORES), help='comma list of memmap,hdf5,zarr')
+    p.add_argument('--store', default=','.join(DEFAULT_STORES),
+                   help='comma list of memmap,hdf5,zarr (default) and mapped (for comparison)')
     p.add_argument('--file-mb', type=float, default=2048, help='size of the data (default 2048)')
     p.add_argument('--limit-mb', type=float, default=1024, help='peak RSS allowed (default 1024)')
     p.add_argument('--dim', type=int, default=255, help='columns of X (default 255: 1 KiB rows with y)')
@@ -251,7 +270,7 @@ def main(argv=None):
     if args.md:
         with open(args.md, 'w') as f:
             f.write(table)
-    return 0 if all(r['under_limit'] for r in rows) else 1
+    return 0 if all(r['under_limit'] for r in rows if r['store'] != 'mapped') else 1
 
 
 if __name__ == '__main__':

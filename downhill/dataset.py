@@ -29,8 +29,12 @@ def _is_out_of_core(x):
     h5py ``Dataset``, zarr ``Array`` and the like (anything with ``shape``,
     ``dtype`` and ``__getitem__`` that is not one of the in-memory types).
     """
-    return (not isinstance(x, (np.ndarray, SharedVariable, list, tuple, str, bytes, dict))
-            and not _is_sparse(x) and not _is_pandas(x) and hasattr(x, 'shape') and hasattr(x, 'dtype') and hasattr(x, '__getitem__'))
+    if isinstance(x, (np.ndarray, SharedVariable, list, tuple, str, bytes, dict)):
+        return False
+    shape = getattr(x, 'shape', None)  # a tuple of ints: not a symbolic variable's shape
+    return (isinstance(shape, tuple) and all(isinstance(n, numbers.Integral) for n in shape)
+            and hasattr(x, 'dtype') and hasattr(x, '__getitem__')
+            and not _is_sparse(x) and not _is_pandas(x))
 
 
 def is_array(x):

@@ -108,9 +108,9 @@ def test_scale_params_benchmark_runs(tmp_path):
     assert 'parameter-sized arrays at peak' in (tmp_path / 'p.md').read_text()
 
 
-@pytest.mark.parametrize('store', ['memmap', 'hdf5', 'zarr'])
+@pytest.mark.parametrize('store', ['memmap', 'hdf5', 'zarr', 'mapped'])
 def test_scale_data_benchmark_runs(store, tmp_path):
-    pytest.importorskip({'memmap': 'numpy', 'hdf5': 'h5py', 'zarr': 'zarr'}[store])
+    pytest.importorskip({'hdf5': 'h5py', 'zarr': 'zarr'}.get(store, 'numpy'))
     out = tmp_path / 'd.json'
     _run(['benchmarks.scale_data', '--store', store, '--file-mb', '4', '--limit-mb', '2000',
           '--mode', 'FAST_COMPILE', '--dir', str(tmp_path), '--json', str(out)])

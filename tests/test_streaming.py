@@ -187,6 +187,8 @@ def test_an_object_without_shape_is_still_refused():
             return 0
     with pytest.raises(ValueError, match='input 0 has type'):
         downhill.Dataset([NoShape()])
+    with pytest.raises(ValueError, match='input 0 has type .*TensorVariable'):
+        downhill.Dataset([pt.matrix('x')])
 
 
 def test_the_scale_page_runs():
