@@ -66,7 +66,7 @@ def blocks(rows, dim):
 
 
 def paths(store, where):
-    base = os.path.join(where, f'scale_data.{store}')
+    base = os.path.join(where, 'scale_data.' + ('memmap' if store == 'mapped' else store))
     return {'memmap': [base + '.x.f32', base + '.y.f32'], 'mapped': [base + '.x.f32', base + '.y.f32'],
             'hdf5': [base + '.h5'],
             'zarr': [base + '.x.zarr', base + '.y.zarr']}[store]

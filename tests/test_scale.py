@@ -96,11 +96,11 @@ def _run(args, timeout=300):
 
 def test_scale_params_benchmark_runs(tmp_path):
     out = tmp_path / 'p.json'
-    _run(['benchmarks.scale_params', '--sizes', '10,100', '--mode', 'FAST_COMPILE',
+    _run(['benchmarks.scale_params', '--sizes', '10,20', '--mode', 'FAST_COMPILE',
           '--seconds', '0.05', '--windows', '1', '--json', str(out), '--md', str(tmp_path / 'p.md')])
     rows = json.loads(out.read_text())['rows']
     assert [(r['n'], r['impl']) for r in rows] == [(10, 'raw'), (10, 'downhill'),
-                                                   (100, 'raw'), (100, 'downhill')]
+                                                   (20, 'raw'), (20, 'downhill')]
     for r in rows:
         assert r['ups'] > 0 and r['peak_bytes'] >= r['base_bytes'] > 0
     # the same updates: both implementations end near each other's loss after warm-up steps
@@ -108,14 +108,22 @@ def test_scale_params_benchmark_runs(tmp_path):
     assert 'parameter-sized arrays at peak' in (tmp_path / 'p.md').read_text()
 
 
-@pytest.mark.parametrize('store', ['memmap', 'hdf5', 'zarr', 'mapped'])
-def test_scale_data_benchmark_runs(store, tmp_path):
-    pytest.importorskip({'hdf5': 'h5py', 'zarr': 'zarr'}.get(store, 'numpy'))
+def test_scale_data_benchmark_runs(tmp_path):
+    stores = ['memmap', 'mapped']
+    for store, module in (('hdf5', 'h5py'), ('zarr', 'zarr')):
+        try:
+            __import__(module)
+            stores.append(store)
+        except ImportError:
+            pass
     out = tmp_path / 'd.json'
-    _run(['benchmarks.scale_data', '--store', store, '--file-mb', '4', '--limit-mb', '2000',
-          '--mode', 'FAST_COMPILE', '--dir', str(tmp_path), '--json', str(out)])
-    row = json.loads(out.read_text())['rows'][0]
-    assert row['store'] == store and row['rows'] == 4 * 2 ** 20 // 1024 and row['file_bytes'] > 0
-    assert row['rows_trained'] == row['rows'] and row['loss_after'] < row['loss_before']
-    assert row['peak_bytes'] > 0 and row['under_limit']
+    _run(['benchmarks.scale_data', '--store', ','.join(stores), '--file-mb', '4',
+          '--limit-mb', '2000', '--mode', 'FAST_COMPILE', '--dir', str(tmp_path),
+          '--json', str(out)])
+    rows = json.loads(out.read_text())['rows']
+    assert [r['store'] for r in rows] == stores
+    for row in rows:
+        assert row['rows'] == 4 * 2 ** 20 // 1024 and row['file_bytes'] > 0
+        assert row['rows_trained'] == row['rows'] and row['loss_after'] < row['loss_before']
+        assert row['peak_bytes'] > 0 and row['under_limit']
     assert not any(p.name.startswith('scale_data') for p in tmp_path.iterdir())  # cleaned up
