@@ -85,10 +85,12 @@ class Dataset:
     Data larger than memory is streamed: only the rows of the current batch
     are read. An h5py or zarr array is sliced (one contiguous selection per
     batch, so h5py needs no sorted fancy indices). A ``numpy.memmap`` split
-    along axis 0 in C order is read from its file with ``pread`` into a fresh
-    array, without touching the mapping, so pages of the file already used do
-    not stay in the process's resident memory; any other memmap is copied
-    batch by batch through the mapping. See :doc:`/scale`.
+    along axis 0 in C order is read from its file (one read of the batch's
+    bytes into a fresh array), without touching the mapping, so pages of the
+    file already used do not stay in the process's resident memory; any other
+    memmap (and a copy-on-write one, ``mode='c'``, whose changes are not in
+    the file) is copied batch by batch through the mapping. See
+    :doc:`/scale`.
     """
 
     _count = 0
@@ -229,7 +231,8 @@ def _reader(x, axis):
 def _memmap_reader(x, axis):
     """Read batches of a memmap from its file, or copy them out of the mapping."""
     offset = _file_offset(x)
-    if offset is None or axis not in (0, -x.ndim) or not x.flags.c_contiguous or x.ndim == 0:
+    if (offset is None or axis not in (0, -x.ndim) or not x.flags.c_contiguous or x.ndim == 0
+            or getattr(x, 'mode', None) == 'c'):
         return lambda where: np.array(x[where])
     path, row_shape, dtype = x.filename, x.shape[1:], x.dtype
     row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize

@@ -125,6 +125,14 @@ def test_memmap_view_reads_from_its_own_offset(tmp_path, arrays):
         np.testing.assert_array_equal(a[0], b[0])
 
 
+def test_copy_on_write_memmap_sees_its_own_changes(tmp_path, arrays):
+    mx, _ = _memmaps(tmp_path, *arrays)
+    cow = np.memmap(mx.filename, dtype=mx.dtype, mode='c', shape=mx.shape)
+    cow[:] = 0.0                                   # not written to the file
+    for batch in downhill.Dataset([cow], batch_size=10):
+        assert not batch[0].any()
+
+
 def test_memmap_along_another_axis_is_copied_through_the_mapping(tmp_path, arrays):
     mx, _ = _memmaps(tmp_path, *arrays)
     got = _batches([mx.T], passes=1, axis=1)
