@@ -22,7 +22,7 @@ PYTENSOR_VERSION = tuple(int(p) for p in pytensor.__version__.split('.')[:2] if 
 
 __all__ = [
     'DisconnectedInputError', 'RandomVariable', 'applys_between', 'explicit_graph_inputs',
-    'graph_inputs', 'hessian_vector', 'random_normal', 'shared_generator',
+    'graph_inputs', 'hessian_vector', 'l2_norm', 'random_normal', 'shared_generator',
 ]
 
 
@@ -65,6 +65,18 @@ def hessian_vector(loss, grad, param, vector, method):
     if method == 'grad':
         return pytensor.grad((grad * vector).sum(), param)
     raise ValueError(f"hv_method must be 'rop', 'lop' or 'grad', got {method!r}")
+
+
+def l2_norm(x, axis=None, keepdims=False):
+    """The Euclidean norm of ``x`` (over ``axis``), safe from a PyTensor 2.38 rewrite.
+
+    PyTensor 2.38's ``local_sqrt_sqr`` has its two cases swapped: it turns
+    ``sqrt(sqr(x))`` into ``switch(x >= 0, x, nan)``. That graph appears
+    whenever the sum in ``sqrt(sum(sqr(x)))`` is over one element (a 0-d
+    gradient, a length-1 axis) and gives NaN for negative ``x``. Squaring
+    ``|x|`` gives the same numbers and is rewritten correctly by every version.
+    """
+    return pytensor.tensor.sqrt(pytensor.tensor.sqr(abs(x)).sum(axis=axis, keepdims=keepdims))
 
 
 def shared_generator(seed, name=None):

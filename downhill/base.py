@@ -32,6 +32,14 @@ CLIP_SYNONYMS = ('max_gradient_clip', 'gradient_clip')
 _REGISTRY = {}
 
 
+class StopTraining(Exception):
+    """Raised by a training runner (see ``Optimizer._train_runner``) to end the loop.
+
+    Its message is the stopping reason that the loop logs (a full-batch
+    method that has converged, for instance).
+    """
+
+
 def _algorithm_key(name):
     return name.lower().replace('-', '').replace('_', '')
 
@@ -808,6 +816,9 @@ class Optimizer:
                 training = run_train()
             except KeyboardInterrupt:
                 reason = 'interrupted'
+                break
+            except StopTraining as stop:
+                reason = str(stop)
                 break
             iteration += 1
             progress(iteration, training)

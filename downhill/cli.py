@@ -28,6 +28,7 @@ import numpy as np
 
 from . import __version__, base, hyperparams, landscapes as landscapes_module
 from .base import Optimizer, algorithms as registered_algorithms
+from .second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
 
@@ -349,8 +350,9 @@ def algorithms_command(name):
         if own:
             click.echo(' ' * (width + 2) + '  '.join(f'{k}={_fmt_default(v)}' for k, v in own.items()))
     common = {n: d for n, d in _prepare_parameters(Optimizer)}
-    click.echo('\nEvery algorithm also takes: '
-               + ', '.join(f'{k}={_fmt_default(v)}' for k, v in common.items()))
+    full = [k for k, c in algos.items() if issubclass(c, FullBatchOptimizer)]
+    click.echo('\nEvery algorithm' + (f' except the full-batch ones ({", ".join(full)})' if full else '')
+               + ' also takes: ' + ', '.join(f'{k}={_fmt_default(v)}' for k, v in common.items()))
     loop = loop_keywords()
     click.echo('and the training loop takes: '
                + ', '.join(f'{k}={_fmt_default(v)}' for k, v in loop.items()))
@@ -391,6 +393,8 @@ RACE_DEFAULTS = {
         'adamw': dict(learning_rate=0.03),
         'adamax': dict(learning_rate=0.03),
         'nadam': dict(learning_rate=0.03),
+        # full-batch methods: a line search or trust region picks every step
+        'lbfgs': {}, 'bfgs': {}, 'newtoncg': {},
         '*': dict(learning_rate=1e-3),
     },
     'rosenbrock': {

@@ -3,6 +3,7 @@
 import logging
 
 import pytensor
+from pytensor.compile.builders import OpFromGraph
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.tensor.sharedvar import TensorSharedVariable
@@ -70,19 +71,36 @@ def random_updates(outputs, already=()):
 
     Without them a compiled function returns the same draw on every call.
     Generators that already have an update (in ``already``) or a
-    ``default_update`` are left alone.
+    ``default_update`` are left alone. Draws hidden inside an
+    ``OpFromGraph`` (``pm.Minibatch`` makes one) count when the op takes the
+    generator as an input and returns its next state as an output.
     """
     already = set(already)
     updates = {}
     roots = _compat.graph_inputs(outputs)
     for node in _compat.applys_between(roots, outputs):
-        if not isinstance(node.op, _compat.RandomVariable):
-            continue
-        rng = node.inputs[0]
-        if (isinstance(rng, SharedVariable) and rng not in already and rng not in updates
-                and getattr(rng, 'default_update', None) is None):
-            updates[rng] = node.outputs[0]
+        for rng, next_rng in _generator_steps(node):
+            if (isinstance(rng, SharedVariable) and rng not in already and rng not in updates
+                    and getattr(rng, 'default_update', None) is None):
+                updates[rng] = next_rng
     return list(updates.items())
+
+
+def _generator_steps(node):
+    """(generator, its next state) pairs of one apply node, looking inside OpFromGraph."""
+    if isinstance(node.op, _compat.RandomVariable):
+        return [(node.inputs[0], node.outputs[0])]
+    if not isinstance(node.op, OpFromGraph):
+        return []
+    op = node.op
+    inner_in = {var: i for i, var in enumerate(op.inner_inputs)}
+    inner_out = {var: i for i, var in enumerate(op.inner_outputs)}
+    steps = []
+    for inner in _compat.applys_between(op.inner_inputs, op.inner_outputs):
+        for rng, next_rng in _generator_steps(inner):
+            if rng in inner_in and next_rng in inner_out:
+                steps.append((node.inputs[inner_in[rng]], node.outputs[inner_out[next_rng]]))
+    return steps
 
 
 def describe(var, index=None):

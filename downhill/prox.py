@@ -66,7 +66,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 
-from . import hyperparams
+from . import _compat, hyperparams
 from .transforms import as_dtype
 
 __all__ = ['Operator', 'nonnegative', 'box', 'unit_norm', 'max_norm', 'simplex', 'normalize',
@@ -133,7 +133,7 @@ def _cast(value, like):
 
 
 def _norm(x, axis):
-    return pt.sqrt(pt.sqr(x).sum(axis=axis, keepdims=True))
+    return _compat.l2_norm(x, axis=axis, keepdims=True)
 
 
 def _check_axis(axis):

@@ -294,7 +294,10 @@ def _run_stages(opt, params, stochastic, kwargs, max_updates, patience, validate
         if stochastic and count:
             last_stage = stage == anneal or len(history) >= max_updates
             opt.set_params([t / count for t in total] if last_stage else values)
-        rate = float(opt.learning_rate.get_value())
+        # a number or a schedule (its product with a number is a schedule)
+        rate = kwargs.get('learning_rate')
+        if rate is None:
+            rate = opt._current('learning_rate')
         kwargs['learning_rate'] = rate * anneal_factor
     if len(history) >= max_updates:
         log.warning('find_map used its whole budget of max_updates=%d: the result may not have '

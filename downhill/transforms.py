@@ -7,6 +7,8 @@ in :meth:`downhill.Optimizer.get_updates`.
 
 import pytensor.tensor as pt
 
+from . import _compat
+
 
 def as_dtype(value, dtype):
     """``value`` (a number or scalar expression) in ``dtype``.
@@ -33,7 +35,7 @@ def rescale_gradient_norm(grad, max_norm):
     A zero gradient stays zero (the ratio is not formed when the norm is 0).
     """
     max_norm = as_dtype(max_norm, grad.dtype)
-    norm = pt.sqrt(pt.sqr(grad).sum())
+    norm = _compat.l2_norm(grad)
     one = as_dtype(1, grad.dtype)
     scale = pt.switch(norm > max_norm, max_norm / pt.maximum(norm, max_norm), one)
     return grad * scale

@@ -1,6 +1,8 @@
 """build(), the registry, hyperparameter attributes (ported from the old suite)."""
 
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 import pytest
 
 import downhill
@@ -250,3 +252,20 @@ def test_compiled_step_is_reused_for_new_numbers():
     for _ in opt.iterate(data, learning_rate=0.01, momentum=0.9, max_updates=1):
         pass
     assert len(opt._step_fns) == 2  # momentum adds a velocity: another graph
+
+
+def test_gradient_norm_clipping_survives_graph_rewrites():
+    """PyTensor 2.38 rewrites sqrt(sqr(g)) into switch(g >= 0, g, nan): a 0-d gradient's norm
+    came out NaN when negative, so it was never clipped (benchmarks/repro_sqrt_sqr.py)."""
+    from pytensor.compile.mode import Mode
+    from downhill import prox
+    c = pytensor.shared(np.array(-5.0), name='c')
+    opt = downhill.build('sgd', pt.sqr(c + 3))   # gradient -4 at c = -5: clipped to -1
+    rewritten = Mode(linker='py', optimizer='fast_run')
+    step = pytensor.function([], [], updates=opt.get_updates(learning_rate=0.5, max_gradient_norm=1.0),
+                             mode=rewritten)
+    step()
+    assert c.get_value() == -4.5
+    u = pytensor.shared(np.array(-3.0), name='u')
+    project = pytensor.function([], prox.unit_norm()(u, 1.0), mode=rewritten)
+    assert project() == -1.0

@@ -248,6 +248,24 @@ def test_user_updates_and_random_streams():
     assert len(set(seen)) == 3  # the random stream advances every step
 
 
+def test_random_draws_inside_an_op_from_graph_advance():
+    """pm.Minibatch hides its index draw in an OpFromGraph that returns the next generator."""
+    from pytensor.compile.builders import OpFromGraph
+    rng = pytensor.shared(np.random.default_rng(0), name='batch_rng')
+    data = pt.vector('data')
+    rng_in, data_in = rng.type(), pt.vector()
+    next_rng, index = pt.random.integers(0, 1000, size=2, rng=rng_in).owner.outputs
+    sample, _ = OpFromGraph([data_in, rng_in], [data_in[index], next_rng])(data, rng)
+    x = pytensor.shared(np.array(0.0), name='x')
+    opt = downhill.build('sgd', pt.sqr(x - sample).mean(), inputs=[data],
+                         monitors=[('first', sample[0])])
+    values = np.arange(1000.0)
+    seen = [tm['first'] for tm, _ in opt.iterate([[values]], max_updates=6, validate_every=100)]
+    expected = np.random.default_rng(0)
+    draws = [float(expected.integers(0, 1000, size=2)[0]) for _ in range(7)]
+    assert seen == draws[1:]  # the validation before the first update drew draws[0]
+
+
 def test_float32_model_stays_float32():
     for algo in downhill.algorithms():
         if algo == 'tester' or algo not in ('sgd', 'nag', 'rprop', 'rmsprop', 'adagrad', 'adadelta', 'esgd', 'adam'):

@@ -22,6 +22,7 @@ from pytensor.link.vm import VMLinker
 
 import downhill
 import numpy_reference as ref
+from test_math import make_graph, make_problem
 
 N_STEPS = 50
 RTOL = 1e-6
@@ -208,24 +209,6 @@ def run_reference(problem, algo, n_steps, batch_for_step=None, seed=None, **hype
 
 # ----------------------------------------------------------------------------
 # the library side
-
-
-def make_problem(name):
-    return ref.LeastSquares() if name == 'ls' else ref.Rosenbrock()
-
-
-def make_graph(problem, dtype='float64'):
-    params = [pytensor.shared(np.asarray(p, dtype=dtype), name=n)
-              for n, p in zip(problem.names, problem.initial)]
-    if isinstance(problem, ref.LeastSquares):
-        W, b, c = params
-        X = pt.matrix('X', dtype=dtype)
-        Y = pt.matrix('Y', dtype=dtype)
-        R = c * pt.dot(X, W) + b - Y
-        return pt.mean(R * R), params, [X, Y]
-    (xy,) = params
-    x, y = xy[0], xy[1]
-    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2, params, []
 
 
 def check_step(label, k, params, names, expected, initial):

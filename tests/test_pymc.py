@@ -269,6 +269,15 @@ def test_hyperparameters_reach_the_optimizer():
     assert len(history) == 10
 
 
+def test_schedule_as_learning_rate_is_annealed():
+    from downhill import schedules
+    model = linear_regression()
+    point, history = find_map(model=model, algo='adam', learning_rate=0.05 * schedules.cosine(400),
+                              anneal=1, max_updates=40, return_monitors=True, progressbar=False)
+    assert len(history) == 40
+    assert all(np.isfinite(v) for v in point['slope'].ravel())
+
+
 def test_unknown_keyword_is_an_error():
     model = linear_regression()
     with pytest.raises(TypeError, match='learning_rte'):
