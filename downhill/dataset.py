@@ -228,6 +228,11 @@ def _reader(x, axis):
     return x.__getitem__
 
 
+def _take(x, where):
+    """The part ``where`` (an index tuple) of input ``x``, as an array (for any axis)."""
+    return _reader(x, None)(where)
+
+
 def _memmap_reader(x, axis):
     """Read batches of a memmap from its file, or copy them out of the mapping."""
     offset = _file_offset(x)
