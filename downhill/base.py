@@ -693,13 +693,26 @@ class Optimizer:
             if value.shape != old.shape:
                 raise ValueError(f'set_params: array {i} has shape {value.shape}, but parameter '
                                  f'{graph.describe(param)} has shape {old.shape}')
-            values.append(value.astype(old.dtype, copy=True))
+            values.append(value)
         for param, value in zip(self._params, values):
-            param.set_value(value, borrow=True)
+            _assign(param, value)
 
     def _snapshot(self):
-        # get_value() copies: compiled updates overwrite the borrowed buffers in place.
-        return [p.get_value() for p in self._params]
+        """The current parameters copied into the arrays of :attr:`_best_params`.
+
+        Those arrays belong to the optimizer, so they are overwritten in place
+        (no new parameter-sized allocation per improved validation); a copy is
+        needed because compiled updates overwrite the borrowed buffers in place.
+        An interrupt while copying finishes the copy first, so the best
+        parameters are never a mix of two validations.
+        """
+        best = list(getattr(self, '_best_params', None) or ())[:len(self._params)]
+        try:
+            _copy_values(self._params, best)
+        except KeyboardInterrupt:
+            _copy_values(self._params, best)
+            raise
+        return best
 
     # -------------------------------------------------------------- evaluating
 
@@ -869,6 +882,41 @@ class Optimizer:
             iterator.close()
             self.set_params('best')
         return result
+
+
+def _copy_values(params, out):
+    """Copy each parameter's value into the same-shaped array of list ``out`` (appended if missing)."""
+    for i, param in enumerate(params):
+        value = param.get_value(borrow=True)
+        if i < len(out) and _can_copy_into(out[i], value):
+            np.copyto(out[i], value)
+        elif i < len(out):
+            out[i] = np.array(value, copy=True)
+        else:
+            out.append(np.array(value, copy=True))
+
+
+def _can_copy_into(dest, value):
+    return (type(dest) is np.ndarray and dest.shape == value.shape and dest.dtype == value.dtype
+            and dest.flags.writeable and not np.may_share_memory(dest, value))
+
+
+def _assign(param, value):
+    """Give shared ``param`` the values of array ``value`` (checked to have its shape).
+
+    Copied into the parameter's own buffer when it can be (a NumPy array of
+    the same shape, writeable, not overlapping ``value``), so setting the
+    parameters allocates nothing; otherwise a converted copy replaces it.
+    """
+    storage = param.get_value(borrow=True)
+    if storage is value:
+        return
+    if (type(storage) is np.ndarray and storage.shape == value.shape and storage.flags.writeable
+            and not np.may_share_memory(storage, value)):
+        np.copyto(storage, value, casting='unsafe')
+        param.set_value(storage, borrow=True)
+    else:
+        param.set_value(np.array(value, dtype=storage.dtype, copy=True), borrow=True)
 
 
 def _as_type(expr, var):
