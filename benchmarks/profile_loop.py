@@ -7,12 +7,16 @@ windows, microseconds per update):
 
 - ``raw``: the raw compiled function with the same updates, called in a loop;
 - ``raw+trust``: the same with ``trust_input = True``;
-- ``step``: downhill's own compiled step function called directly in a loop
-  (what the compiled graph costs, without the loop around it);
-- ``step+trust``: the same with ``trust_input = True``;
-- ``iterate``: ``next()`` on ``Optimizer.iterate()`` (the whole loop, the
-  step's ``trust_input`` as downhill set it);
-- ``iterate+trust``: the loop with the step's ``trust_input = True``.
+- ``step``: downhill's own compiled step, as ``iterate()`` calls it (the lean
+  call of :func:`downhill._compat.lean_caller` when the backend is Numba),
+  called directly in a loop: what the compiled graph costs, without the loop
+  around it;
+- ``step Function``: the ``pytensor`` ``Function`` behind it, called the
+  usual way (``trust_input`` as downhill set it);
+- ``iterate``: ``next()`` on ``Optimizer.iterate()`` (the whole loop).
+
+The timing starts after downhill's background compilation finished
+(``Optimizer.wait_compiled``).
 
 Times are the thread's CPU time by default (``--wall`` for wall-clock time):
 on a shared machine a neighbour's load then mostly drops out.
@@ -71,8 +75,11 @@ def main(argv=None):
     opt = downhill.build(algo, loss=loss2, params=params2, inputs=inputs2, mode=args.mode)
     it = opt.iterate([batch] if batch else None, validate_every=10 ** 9, patience=10 ** 9,
                      **P.downhill_kwargs(problem))
-    step = it.gi_frame.f_locals['step']
     next(it)
+    opt.wait_compiled()
+    from downhill import compile as compiling
+    step = compiling.current(opt._compiled_step())
+    function = getattr(step, 'function', step)
 
     n = args.steps
 
@@ -81,21 +88,17 @@ def main(argv=None):
         for _ in range(n):
             fn(*batch)
 
-    def direct(trust):
-        step.trust_input = trust
+    def direct(fn):
         for _ in range(n):
-            step(*batch)
+            fn(*batch)
 
-    own_trust = step.trust_input  # as downhill compiled it
-
-    def loop(trust):
-        step.trust_input = trust or own_trust
+    def loop():
         for _ in range(n):
             next(it)
 
     cases = {'raw': lambda: raw(False), 'raw+trust': lambda: raw(True),
-             'step': lambda: direct(False), 'step+trust': lambda: direct(True),
-             'iterate': lambda: loop(False), 'iterate+trust': lambda: loop(True)}
+             'step': lambda: direct(step), 'step Function': lambda: direct(function),
+             'iterate': loop}
     for f in cases.values():  # warm-up
         f()
     clock = time.perf_counter if args.wall else time.thread_time
@@ -115,7 +118,6 @@ def main(argv=None):
           f'graph difference (step - raw): {med["step"] - med["raw"]:.2f} us')
 
     if args.cprofile:
-        step.trust_input = False
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(n):

@@ -6,8 +6,8 @@ from . import problems as P
 
 LABEL = {('raw', 'base'): 'raw pytensor.function', ('raw', 'trust'): 'raw + trust_input',
          ('downhill', 'base'): 'downhill iterate()', ('downhill', 'trust'): 'downhill iterate() + trust_input*',
-         ('torch', 'base'): 'torch.optim eager', ('jax', 'base'): 'jax.jit + optax'}
-ORDER = ['raw', 'downhill', 'torch', 'jax']
+         ('numpy', 'base'): 'NumPy by hand', ('torch', 'base'): 'torch.optim eager', ('jax', 'base'): 'jax.jit + optax'}
+ORDER = ['raw', 'downhill', 'numpy', 'torch', 'jax']
 
 
 def _fmt_rate(x):
@@ -55,6 +55,7 @@ def rows(results):
             skipped = next((r['skipped'] for r in runs if 'skipped' in r), None)
             errors = [r['error'] for r in runs if 'error' in r]
             cold = [r['first_s'] for r in runs if r.get('phase') == 'first' and 'first_s' in r]
+            ready = [r['ready_s'] for r in runs if r.get('phase') == 'first' and 'ready_s' in r]
             full = [r for r in runs if r.get('phase') == 'full' and 'rates' in r]
             variants = []
             for r in full:
@@ -85,6 +86,7 @@ def rows(results):
                         raw_cpu = row.get('cpu_ups')
                 if v == 'base':
                     row['first_cold_s'] = min(cold) if cold else None
+                    row['ready_cold_s'] = min(ready) if ready else None
                     warm = [r['first_s'] for r in full]
                     row['first_warm_s'] = min(warm) if warm else None
                     imports = [r['import_s'] for r in runs if 'import_s' in r]
@@ -113,7 +115,7 @@ def rows(results):
 
 COLUMNS = ['problem', 'implementation', 'upd/s (median)', 'min..max', 'ratio vs raw',
            'upd per CPU-s (ratio)',
-           'first update cold / warm (s)', 'import (s)', 'peak RSS MB (after imports)',
+           'first update cold / warm (s)', 'cold: final step ready (s)', 'import (s)', 'peak RSS MB (after imports)',
            'check: max rel diff vs raw', 'other cores busy']
 
 
@@ -134,8 +136,9 @@ def markdown_table(rows):
             imp = _fmt(r.get('import_s'), '.2f')
             mem = (f'{r["rss_peak_mb"]:.0f} ({r["rss_import_mb"]:.0f})'
                    if r.get('rss_peak_mb') is not None else '-')
+            ready = _fmt(r.get('ready_cold_s'), '.2f')
         else:
-            first = imp = mem = '(same process)'
+            first = imp = mem = ready = '(same process)'
         if 'check_rel' in r:
             check = f'{r["check_rel"]:.1e} {"ok" if r["check_ok"] else "MISMATCH"}'
             if r['impl'] == 'raw':
@@ -144,7 +147,7 @@ def markdown_table(rows):
             check = '-'
         lines.append('| ' + ' | '.join([
             name, r['label'], _fmt_rate(r.get('ups')), spread, _fmt(r.get('ratio'), '.2f'),
-            f'{_fmt_rate(r.get("cpu_ups"))} ({_fmt(r.get("cpu_ratio"), ".2f")})', first, imp, mem, check, _fmt(r.get('other_cores'), '.2f')]) + ' |')
+            f'{_fmt_rate(r.get("cpu_ups"))} ({_fmt(r.get("cpu_ratio"), ".2f")})', first, ready, imp, mem, check, _fmt(r.get('other_cores'), '.2f')]) + ' |')
     return '\n'.join(lines)
 
 

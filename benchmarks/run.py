@@ -33,8 +33,8 @@ import numpy as np
 from . import problems as P
 from . import report
 
-IMPLS = ('raw', 'downhill', 'torch', 'jax')
-DEFAULT_IMPLS = ('raw', 'downhill', 'torch', 'jax')
+IMPLS = ('raw', 'downhill', 'numpy', 'torch', 'jax')
+DEFAULT_IMPLS = ('raw', 'downhill', 'numpy', 'torch', 'jax')
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -77,8 +77,9 @@ def parse_args(argv=None):
     p.add_argument('--problem', default='all',
                    help=f'comma list of {", ".join(P.PROBLEMS)} (default all)')
     p.add_argument('--impl', default=','.join(DEFAULT_IMPLS),
-                   help='comma list of raw,downhill,torch,jax (default all; peers are skipped '
-                        'when not importable)')
+                   help='comma list of raw,downhill,numpy,torch,jax (default all; numpy: the '
+                        'hand-written NumPy updates of mlp and matfact; peers are skipped when '
+                        'not importable)')
     p.add_argument('--quick', action='store_true',
                    help='one round, 3 short windows, no cold-cache runs (shares one warm '
                         'compile cache): ~1 min when the cache is warm')
@@ -100,6 +101,9 @@ def parse_args(argv=None):
                    help='run the workers with glibc malloc told to keep freed memory '
                         '(MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=256 MiB): '
                         'see benchmarks/repro_numba_multioutput.py')
+    p.add_argument('--no-quick-start', action='store_true',
+                   help="build downhill with quick_start=False (compile the final step before the "
+                        'first update, as the raw function does)')
     p.add_argument('--no-trust', action='store_true',
                    help='do not time the trust_input=True variants')
     p.add_argument('--compiledir', default=None,
@@ -194,7 +198,8 @@ class Orchestrator:
         return dict(impl=impl, problem=problem, phase=phase, size=a.size, mode=a.mode,
                     target_s=a.target_s, windows=a.windows, warmup_s=min(0.3, 3 * a.target_s),
                     check_steps=a.check_steps, downhill_path=a.downhill_path,
-                    variants=[] if a.no_trust else ['trust'])
+                    variants=[] if a.no_trust else ['trust'],
+                    quick_start=False if a.no_quick_start else None)
 
     def run(self):
         a = self.args
@@ -288,7 +293,7 @@ class Orchestrator:
             command='python -m benchmarks ' + ' '.join(sys.argv[1:]),
             nproc=os.cpu_count(), cpu=cpu, platform=platform.platform(),
             loadavg_end=_loadavg(), loadavg_range=report.loadavg_range(self.results), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
-            size=a.size, malloc_keep=a.malloc_keep, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
+            size=a.size, malloc_keep=a.malloc_keep, quick_start=not a.no_quick_start, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
             cold=not a.no_cold and not a.compiledir, git_commit=commit, downhill_dirty=dirty,
             downhill=dl, versions=versions)
 

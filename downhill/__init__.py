@@ -8,7 +8,8 @@ own ``pytensor.function``).
 ``newton-cg``) and :func:`multistart` runs any algorithm from many starting
 points. :mod:`downhill.prox` holds constraints and proximal operators (``constraints=``
 of :func:`build`), :mod:`downhill.schedules` learning-rate and momentum
-schedules.
+schedules. :func:`sweep` runs a hyperparameter grid on any
+``concurrent.futures`` executor.
 """
 
 from . import logs, prox, schedules
@@ -20,13 +21,14 @@ from .minimize import minimize
 from .modern import AdamW, Adamax, NAdam
 from .multistart import multistart
 from .second_order import BFGS, LBFGS, NewtonCG
+from .sweep import sweep
 
 __version__ = '0.6.0'
 
 __all__ = [
     'ADADELTA', 'ADAGRAD', 'Adam', 'AdamW', 'Adamax', 'BFGS', 'Dataset', 'ESGD', 'LBFGS', 'NAG',
     'NAdam', 'NewtonCG', 'Optimizer', 'RMSProp', 'RProp', 'SGD', 'algorithms', 'build',
-    'minimize', 'multistart', 'prox', 'schedules', '__version__',
+    'minimize', 'multistart', 'prox', 'schedules', 'sweep', '__version__',
 ]
 
 logs.install_default_handler()

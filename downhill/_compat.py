@@ -96,3 +96,95 @@ def random_normal(rng, shape, dtype):
     except TypeError:  # PyTensor 2.x has no return_next_rng
         draw = normal(0.0, 1.0, size=shape, rng=rng, dtype=dtype)
         return draw.owner.outputs[0], draw
+
+
+def compiles_quickly(mode):
+    """Whether ``mode`` (a name, a Mode or None for the configured one) compiles no code.
+
+    True for Python-only linkers (``FAST_COMPILE``, ``Mode(linker='py')``,
+    a VM without C thunks); False for Numba, C, JAX and anything unknown.
+    """
+    from pytensor.compile.mode import get_mode
+    from pytensor.link.basic import PerformLinker
+    from pytensor.link.vm import VMLinker
+    linker = get_mode(mode).linker
+    if type(linker) is PerformLinker:  # exactly: the JIT linkers (Numba, JAX) subclass it
+        return True
+    return type(linker) is VMLinker and not getattr(linker, 'c_thunks', True)
+
+
+def lean_caller(fn, n_args):
+    """A plain function equivalent to ``fn(*args)`` with ``trust_input``, minus the bookkeeping.
+
+    For a PyTensor 3 function compiled by a JIT linker (Numba) into one
+    kernel: it passes the arguments and the shared variables' current values
+    straight to the kernel and stores the updated values in the shared
+    variables' storage cells, exactly what ``Function.__call__`` does, without
+    its input/output storage round trip, profiling checks and clean-up loops
+    (~2-3 us per call). Returns None whenever ``fn`` is not of that shape
+    (other linkers, PyTensor 2.x, profiling on), so the caller keeps ``fn``.
+    Only use it when the caller has checked the arguments (dtype, ndim,
+    static shape) itself, as for ``trust_input``.
+    """
+    vm = getattr(fn, 'vm', None)
+    jit = getattr(vm, 'jit_fn', None)
+    cells = getattr(vm, 'inputs', None)
+    try:
+        storage = fn.input_storage
+        updates = fn._update_input_storage
+        n_out = fn._n_returned_outputs
+        n_total = len(fn.output_storage)
+        implicit = [bool(i.implicit) for i in fn.maker.inputs]
+        has_updates = fn._has_updates
+    except AttributeError:
+        return None
+    if (jit is None or cells is None or fn.profile or getattr(fn, 'output_keys', None) is not None
+            or len(cells) != len(storage) or len(implicit) != len(storage)
+            or any(c is not s.storage for c, s in zip(cells, storage))
+            or implicit[:n_args] != [False] * n_args or not all(implicit[n_args:])
+            or has_updates != bool(updates) or n_out + len(updates) != n_total
+            or len(getattr(vm, 'outputs', ())) != n_total or n_total == 0):
+        return None
+    names = {'jit': jit}
+    args = [f'a{i}' for i in range(n_args)]
+    values = list(args)
+    for i in range(n_args, len(cells)):
+        names[f'c{i}'] = cells[i]
+        values.append(f'c{i}[0]')
+    lines = [f'def call({", ".join(args)}):', f'    out = jit({", ".join(values)})']
+    for j, (k, container) in enumerate(updates):
+        names[f'u{j}'] = container.storage
+        lines.append(f'    u{j}[0] = out[{k}]')
+    lines.append(f'    return out[:{n_out}]' if updates else '    return out')
+    exec(compile('\n'.join(lines), f'<downhill lean call of {fn.name or "function"}>', 'exec'), names)
+    call = names['call']
+    call.function = fn
+    return call
+
+
+def precompile(fn, args):
+    """Have ``fn``'s machine code compiled for arguments like ``args``, with no update made.
+
+    PyTensor 3's Numba backend returns from ``pytensor.function`` with the
+    kernel still to compile: Numba compiles it (or loads it from its on-disk
+    cache) at the first call, for the types of that call's values. This runs
+    the kernel once, now, on ``args`` (the explicit inputs, which compiled
+    functions never modify) and on copies of the shared variables' values
+    (which the kernel may update in place), and throws the results away: the
+    shared variables are untouched. Returns whether it did; for other
+    backends (which compile in ``pytensor.function``) or anything unexpected,
+    False, and the first call compiles as usual.
+    """
+    import copy
+    vm = getattr(fn, 'vm', None)
+    jit = getattr(vm, 'jit_fn', None)
+    cells = getattr(vm, 'inputs', None)
+    if jit is None or cells is None or len(args) > len(cells):
+        return False
+    try:
+        shared = [np.copy(c[0], order='K') if isinstance(c[0], np.ndarray) else copy.deepcopy(c[0])
+                  for c in cells[len(args):]]
+        jit(*args, *shared)
+    except Exception:  # noqa: BLE001 -- an optimization only: the first call compiles instead
+        return False
+    return True

@@ -20,7 +20,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
 from . import checkpoint as checkpoints
-from . import graph, hyperparams, interrupts, nonfinite, schedules, transforms
+from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, as_dataset
 from .logs import IMPROVED, Progress, format_monitors
 
@@ -53,7 +53,7 @@ def algorithms():
 
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-          monitor_gradients=False, mode=None, constraints=None):
+          monitor_gradients=False, mode=None, constraints=None, quick_start=True):
     """Construct an optimizer by name.
 
     Parameters
@@ -80,7 +80,9 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     monitor_gradients : bool, optional
         Add ``grad(NAME)``, the squared L2 norm of each parameter's gradient.
     mode : str or pytensor Mode, optional
-        The compile mode (default: PyTensor's configured mode).
+        The compile mode of the training step and the evaluation function
+        (default: PyTensor's configured mode, Numba on PyTensor 3), e.g.
+        ``'NUMBA'``, ``'CVM'``, ``'JAX'`` or ``'FAST_COMPILE'``.
     constraints : dict, optional
         Maps a parameter to a projection or proximal operator (or a list of
         them, applied in order) from :mod:`downhill.prox`, or any callable
@@ -88,6 +90,12 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         new value inside every update. With regularizers (``prox.l1``...),
         the ``'loss'`` monitor is the composite objective; see
         :mod:`downhill.prox`.
+    quick_start : bool, optional
+        When ``mode`` compiles code (Numba, C, JAX), run the first updates
+        through a Python-linker version of each function while the final
+        one compiles in a background thread, then switch to it (default
+        True); the trajectory is the same either way. False compiles
+        synchronously before the first update. See :mod:`downhill.compile`.
 
     Returns
     -------
@@ -95,7 +103,7 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     """
     return Optimizer.build(algo, loss, params=params, inputs=inputs, updates=updates,
                            monitors=monitors, monitor_gradients=monitor_gradients, mode=mode,
-                           constraints=constraints)
+                           constraints=constraints, quick_start=quick_start)
 
 
 class Optimizer:
@@ -128,7 +136,7 @@ class Optimizer:
 
     @staticmethod
     def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-              monitor_gradients=False, mode=None, constraints=None):
+              monitor_gradients=False, mode=None, constraints=None, quick_start=True):
         """Construct an optimizer by name; see :func:`downhill.build`."""
         if isinstance(algo, type) and issubclass(algo, Optimizer):
             cls = algo
@@ -139,13 +147,15 @@ class Optimizer:
         else:
             raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
         return cls(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
-                   monitor_gradients=monitor_gradients, mode=mode, constraints=constraints)
+                   monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
+                   quick_start=quick_start)
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None):
+                 monitor_gradients=False, mode=None, constraints=None, quick_start=True):
         graph.check_loss(loss)
         self._loss = loss
-        self._mode = mode
+        self._mode = compiling.check_mode(mode)
+        self._quick_start = hyperparams.flag('quick_start', quick_start)
         self._updates = self._check_updates(updates)
         self._params = self._check_params(loss, params, [v for v, _ in self._updates])
         self._monitor_names, monitor_exprs = self._check_monitors(monitors)
@@ -618,15 +628,22 @@ class Optimizer:
     # --------------------------------------------------------------- compiling
 
     def _function(self, updates, name):
+        """Compile ``self._inputs`` -> monitors with ``updates``, as :mod:`downhill.compile` decides.
+
+        Every explicit input reaches the function through :func:`_converter`
+        (exact dtype, ndim and static shape), so for dense tensor inputs
+        PyTensor's own per-call validation, which also walks every
+        shared-variable container, is skipped (``trust_input``, lean call).
+        """
         rngs = graph.random_updates(self._monitor_exprs + [e for _, e in updates],
                                     already=[v for v, _ in updates])
-        fn = pytensor.function(self._inputs, self._monitor_exprs, updates=updates + rngs,
-                               mode=self._mode, on_unused_input='ignore', name=name)
-        # Every input reaches fn through _converter (exact dtype, ndim and static
-        # shape), so PyTensor's own per-call validation, which also walks every
-        # shared-variable container, is redundant.
-        fn.trust_input = all(type(v.type).__name__ == 'TensorType' for v in self._inputs)
-        return fn
+        inputs, outputs, updates = list(self._inputs), list(self._monitor_exprs), updates + rngs
+
+        def make(mode):
+            return pytensor.function(inputs, outputs, updates=updates, mode=mode,
+                                     on_unused_input='ignore', name=name)
+        lean = all(type(v.type).__name__ == 'TensorType' for v in inputs)
+        return compiling.compile_function(make, self._mode, len(inputs), lean, self._quick_start, name)
 
     def _guard(self, pairs):
         """``pairs`` applied only when the loss, gradients and new parameters are finite."""
@@ -641,6 +658,7 @@ class Optimizer:
         key = (self._graph_key(), skip)
         fn = self._step_fns.get(key)
         if fn is None:
+            compiling.keep_freed_memory()
             started = time.perf_counter()
             updates = list(self._updates) + self._build_updates()
             fn = self._function(self._guard(updates) if skip else updates, type(self).__name__)
@@ -651,8 +669,29 @@ class Optimizer:
 
     def _compiled_eval(self):
         if self._eval_fn is None:
-            self._eval_fn = self._function([], 'evaluation')
+            fn = self._eval_fn = self._function([], 'evaluation')
+            # the step's final version is needed first: compile this one after it
+            steps = [s for s in self._step_fns.values() if isinstance(s, compiling.Background)]
+            if isinstance(fn, compiling.Background) and steps:
+                fn.follow(steps[-1])
         return self._eval_fn
+
+    def wait_compiled(self, timeout=None):
+        """Block until the steps compiling in the background are ready.
+
+        With ``quick_start`` (see :func:`downhill.build`) the first updates run
+        through a quickly compiled version of the step while the final one
+        compiles in a background thread; this waits for it (at most
+        ``timeout`` seconds in all) and re-raises an error the compilation
+        raised. Returns whether everything is compiled.
+        """
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        done = True
+        for fn in list(self._step_fns.values()) + [self._eval_fn]:
+            if isinstance(fn, compiling.Background):
+                left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+                done = fn.wait(left) is not None and done
+        return done
 
     # -------------------------------------------------------------------- data
 
@@ -699,13 +738,26 @@ class Optimizer:
             if value.shape != old.shape:
                 raise ValueError(f'set_params: array {i} has shape {value.shape}, but parameter '
                                  f'{graph.describe(param)} has shape {old.shape}')
-            values.append(value.astype(old.dtype, copy=True))
+            values.append(value)
         for param, value in zip(self._params, values):
-            param.set_value(value, borrow=True)
+            _assign(param, value)
 
     def _snapshot(self):
-        # get_value() copies: compiled updates overwrite the borrowed buffers in place.
-        return [p.get_value() for p in self._params]
+        """The current parameters copied into the arrays of :attr:`_best_params`.
+
+        Those arrays belong to the optimizer, so they are overwritten in place
+        (no new parameter-sized allocation per improved validation); a copy is
+        needed because compiled updates overwrite the borrowed buffers in place.
+        An interrupt while copying finishes the copy first, so the best
+        parameters are never a mix of two validations.
+        """
+        best = list(getattr(self, '_best_params', None) or ())[:len(self._params)]
+        try:
+            _copy_values(self._params, best)
+        except KeyboardInterrupt:
+            _copy_values(self._params, best)
+            raise
+        return best
 
     # ------------------------------------------------------------- checkpoints
 
@@ -1107,6 +1159,41 @@ def _checkpoint_path(path):
     return path
 
 
+def _copy_values(params, out):
+    """Copy each parameter's value into the same-shaped array of list ``out`` (appended if missing)."""
+    for i, param in enumerate(params):
+        value = param.get_value(borrow=True)
+        if i < len(out) and _can_copy_into(out[i], value):
+            np.copyto(out[i], value)
+        elif i < len(out):
+            out[i] = np.array(value, copy=True)
+        else:
+            out.append(np.array(value, copy=True))
+
+
+def _can_copy_into(dest, value):
+    return (type(dest) is np.ndarray and dest.shape == value.shape and dest.dtype == value.dtype
+            and dest.flags.writeable and not np.may_share_memory(dest, value))
+
+
+def _assign(param, value):
+    """Give shared ``param`` the values of array ``value`` (checked to have its shape).
+
+    Copied into the parameter's own buffer when it can be (a NumPy array of
+    the same shape, writeable, not overlapping ``value``), so setting the
+    parameters allocates nothing; otherwise a converted copy replaces it.
+    """
+    storage = param.get_value(borrow=True)
+    if storage is value:
+        return
+    if (type(storage) is np.ndarray and storage.shape == value.shape and storage.flags.writeable
+            and not np.may_share_memory(storage, value)):
+        np.copyto(storage, value, casting='unsafe')
+        param.set_value(storage, borrow=True)
+    else:
+        param.set_value(np.array(value, dtype=storage.dtype, copy=True), borrow=True)
+
+
 def _as_type(expr, var):
     """``expr`` with ``var``'s dtype (a safety net for user algorithms)."""
     if not isinstance(expr, Variable):
@@ -1120,7 +1207,14 @@ def _pass_runner(fn, feed, data, names):
     A fixed list of batches (``Batches``: ``None``, ``[[...], ...]``) is checked
     and converted once, here, instead of at every step; a single batch (the
     full-batch case, one update per iteration) gets a pass without a loop.
+    While ``fn`` is still compiling in the background
+    (:class:`downhill.compile.Background`), each pass runs whichever version
+    is ready; once the final one is, the runner made for it takes over.
     """
+    if isinstance(fn, compiling.Background):
+        if fn.ready() is None:
+            return _switching_runner(fn, feed, data, names)
+        fn = fn.final
     if isinstance(data, Batches):
         batches = _NamedList((feed(batch) for batch in data), data.name)
         if len(batches) == 1:
@@ -1128,13 +1222,32 @@ def _pass_runner(fn, feed, data, names):
             OrderedDict = collections.OrderedDict
 
             def one_batch():
-                monitors = OrderedDict()
-                for name, value in zip(names, fn(*args)):
-                    monitors[name] = float(value)
-                return monitors
+                return OrderedDict(zip(names, map(float, fn(*args))))
             return one_batch
         return lambda: _run_pass(fn, _as_given, batches, names)
     return lambda: _run_pass(fn, feed, data, names)
+
+
+def _switching_runner(pending, feed, data, names):
+    """A pass runner for a function compiling in the background (see :func:`_pass_runner`)."""
+    # ``pending`` switches between two calls (within a multi-batch pass); once
+    # the final function is ready, the next pass runs a runner made for it.
+    meanwhile = _pass_runner(lambda *args: pending(*args), feed, data, names)
+    runner = None
+
+    def run():
+        nonlocal runner
+        if runner is None:
+            final = pending.ready()
+            if final is None:
+                return meanwhile()
+            runner = _pass_runner(final, feed, data, names)
+        return runner()
+    return run
+
+
+def _single_batch(data):
+    return isinstance(data, Batches) and len(data) == 1
 
 
 def _as_given(batch):

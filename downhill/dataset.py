@@ -1,7 +1,9 @@
 """Mini-batches of training and validation data."""
 
 import logging
+import mmap
 import numbers
+import os
 
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
@@ -21,9 +23,24 @@ def _is_pandas(x):
     return (type(x).__module__ or '').startswith('pandas') and hasattr(x, 'iloc')
 
 
+def _is_out_of_core(x):
+    """An array-like read on demand: ``shape``, ``dtype`` and slicing, but not in memory.
+
+    h5py ``Dataset``, zarr ``Array`` and the like (anything with ``shape``,
+    ``dtype`` and ``__getitem__`` that is not one of the in-memory types).
+    """
+    if isinstance(x, (np.ndarray, SharedVariable, list, tuple, str, bytes, dict)):
+        return False
+    shape = getattr(x, 'shape', None)  # a tuple of ints: not a symbolic variable's shape
+    return (isinstance(shape, tuple) and all(isinstance(n, numbers.Integral) for n in shape)
+            and hasattr(x, 'dtype') and hasattr(x, '__getitem__')
+            and not _is_sparse(x) and not _is_pandas(x))
+
+
 def is_array(x):
     """True for the array types a Dataset can slice into mini-batches."""
-    return (isinstance(x, (np.ndarray, SharedVariable)) or _is_sparse(x) or _is_pandas(x))
+    return (isinstance(x, (np.ndarray, SharedVariable)) or _is_sparse(x) or _is_pandas(x)
+            or _is_out_of_core(x))
 
 
 def _shape(x):
@@ -38,10 +55,13 @@ class Dataset:
     Parameters
     ----------
     inputs : list or tuple of arrays, or callable
-        Arrays (``numpy.ndarray``, PyTensor shared variables, ``scipy.sparse``
-        matrices or arrays, pandas ``DataFrame``/``Series``), one per input of
-        the loss, all of the same length along ``axis``; or a callable taking
-        no arguments that returns one batch (a list of arrays) per call.
+        Arrays (``numpy.ndarray`` or ``numpy.memmap``, PyTensor shared
+        variables, ``scipy.sparse`` matrices or arrays, pandas
+        ``DataFrame``/``Series``, or arrays stored out of memory: an h5py
+        ``Dataset``, a zarr ``Array``, anything with ``shape``, ``dtype`` and
+        slicing), one per input of the loss, all of the same length along
+        ``axis``; or a callable taking no arguments that returns one batch (a
+        list of arrays) per call.
     name : str, optional
         Used in log lines. Defaults to ``dataset0``, ``dataset1``, ...
     batch_size : int, optional
@@ -61,6 +81,16 @@ class Dataset:
     -----
     Batches of numpy arrays are views, not copies. Shared variables are sliced
     on the host value; pandas objects are sliced with ``iloc``.
+
+    Data larger than memory is streamed: only the rows of the current batch
+    are read. An h5py or zarr array is sliced (one contiguous selection per
+    batch, so h5py needs no sorted fancy indices). A ``numpy.memmap`` split
+    along axis 0 in C order is read from its file (one read of the batch's
+    bytes into a fresh array), without touching the mapping, so pages of the
+    file already used do not stay in the process's resident memory; any other
+    memmap (and a copy-on-write one, ``mode='c'``, whose changes are not in
+    the file) is copied batch by batch through the mapping. See
+    :doc:`/scale`.
     """
 
     _count = 0
@@ -82,6 +112,7 @@ class Dataset:
             raise TypeError(f'rng must be an int seed or a numpy.random.RandomState, got {type(rng).__name__}')
         self.rng = rng
         self._inputs = None
+        self._readers = None
         self._slices = None
         self._callable = None
         self._index = 0
@@ -109,6 +140,8 @@ class Dataset:
                     'expected a numpy.ndarray, a PyTensor shared variable, a scipy.sparse '
                     'matrix or a pandas DataFrame/Series')
         self._inputs = list(inputs)
+        self._axis = axis
+        self._readers = [_reader(x, axis) for x in self._inputs]
         shapes = [_shape(x) for x in inputs]
         if shapes:
             for i, s in enumerate(shapes):
@@ -142,6 +175,17 @@ class Dataset:
 
     def __iter__(self):
         return self.iterate(True)
+
+    def __getstate__(self):
+        # the batch readers are closures over the inputs: made again after unpickling
+        state = dict(self.__dict__)
+        state['_readers'] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._inputs is not None:
+            self._readers = [_reader(x, self._axis) for x in self._inputs]
 
     def __len__(self):
         return self.iteration_size
@@ -218,7 +262,7 @@ class Dataset:
         self._index = state['index']
 
     def _next_batch(self, shuffle=True):
-        batch = [_take(x, where) for x, where in zip(self._inputs, self._slices[self._index])]
+        batch = [read(where) for read, where in zip(self._readers, self._slices[self._index])]
         self._index += 1
         if self._index >= len(self._slices):
             if shuffle:
@@ -232,12 +276,73 @@ def _batch_start(where):
     return tuple(tuple(s.start or 0 for s in index) for index in where)
 
 
-def _take(x, where):
+def _reader(x, axis):
+    """A function ``where -> batch array`` reading one batch of ``x``; made once per input."""
     if isinstance(x, SharedVariable):
-        return x.get_value(borrow=True)[where]
+        return lambda where: x.get_value(borrow=True)[where]
+    if _is_sparse(x):
+        return x.__getitem__
     if _is_pandas(x):
-        return x.iloc[where].to_numpy()
-    return x[where]
+        return lambda where: x.iloc[where].to_numpy()
+    if isinstance(x, np.memmap):
+        return _memmap_reader(x, axis)
+    if _is_out_of_core(x):
+        return lambda where: np.asarray(x[where])
+    return x.__getitem__
+
+
+def _take(x, where):
+    """The part ``where`` (an index tuple) of input ``x``, as an array (for any axis)."""
+    return _reader(x, None)(where)
+
+
+def _memmap_reader(x, axis):
+    """Read batches of a memmap from its file, or copy them out of the mapping."""
+    offset = _file_offset(x)
+    if (offset is None or axis not in (0, -x.ndim) or not x.flags.c_contiguous or x.ndim == 0
+            or getattr(x, 'mode', None) == 'c'):
+        return lambda where: np.array(x[where])
+    path, row_shape, dtype = x.filename, x.shape[1:], x.dtype
+    row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+
+    def read(where):
+        start, stop, _ = where[0].indices(x.shape[0])
+        out = np.empty((max(stop - start, 0),) + row_shape, dtype)
+        _read_file(path, offset + start * row_bytes, out)
+        return out
+    return read
+
+
+def _file_offset(x):
+    """The byte position in its file of a memmap's first element, or None if unknown.
+
+    ``numpy.memmap`` maps the file from ``x.offset`` rounded down to the
+    allocation granularity; a view of it (a slice) keeps the parent's
+    ``offset`` attribute, so the position is found from the data pointer
+    relative to the start of the mapping.
+    """
+    buffer = getattr(x, '_mmap', None)
+    if buffer is None or not getattr(x, 'filename', None) or not os.path.isfile(x.filename):
+        return None
+    try:
+        start = np.frombuffer(buffer, np.uint8).ctypes.data
+    except (TypeError, ValueError):
+        return None
+    return int(x.offset) - int(x.offset) % mmap.ALLOCATIONGRANULARITY + (x.ctypes.data - start)
+
+
+def _read_file(path, position, out):
+    """Fill the C-contiguous array ``out`` with the bytes of file ``path`` from ``position``."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    with open(path, 'rb', buffering=0) as f:
+        f.seek(position)
+        done = 0
+        while done < len(view):
+            n = f.readinto(view[done:])
+            if not n:
+                raise OSError(f'{path}: file ended at byte {position + done}, '
+                              f'expected {len(view) - done} more')
+            done += n
 
 
 class Batches:

@@ -67,7 +67,7 @@ class FullBatchOptimizer(Optimizer):
     _bounded = True
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None):
+                 monitor_gradients=False, mode=None, constraints=None, quick_start=True):
         name = _algorithm_key(type(self).__name__)
         if updates:
             raise TypeError(
@@ -75,7 +75,8 @@ class FullBatchOptimizer(Optimizer):
                 'methods, whose line search or trust region evaluates the loss several times '
                 'per iteration')
         super().__init__(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
-                         monitor_gradients=monitor_gradients, mode=mode, constraints=constraints)
+                         monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
+                         quick_start=quick_start)
         self._check_bounds(name)
         if graph.random_updates([loss]):
             log.warning('%s: the loss draws random numbers; a full-batch method keeps the draws '

@@ -3,7 +3,6 @@ and reuse of the compiled step."""
 
 import logging
 import math
-import time
 
 import numpy as np
 import pytensor
@@ -223,10 +222,10 @@ def test_new_numbers_reuse_the_compiled_step():
     assert len(opt._step_fns) == 3
 
 
-@pytest.mark.compiled
-def test_second_call_starts_ten_times_faster_than_the_first_compiles():
-    """In the default (compiled) mode: the first call compiles, the second only
-    sets new numbers. Both timed to the first yielded iteration."""
+def test_second_call_with_new_numbers_compiles_nothing(monkeypatch):
+    """The first call compiles; the second, with other numbers for the same
+    schedules and hyperparameters, only sets shared values (no timing: we
+    count the functions compiled)."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 20))
     Y = X @ rng.normal(size=(20, 5))
@@ -234,23 +233,25 @@ def test_second_call_starts_ten_times_faster_than_the_first_compiles():
     w = pytensor.shared(np.zeros((20, 10)), name='w')
     v = pytensor.shared(rng.normal(size=(10, 5)) * 0.1, name='v')
     loss = pt.sqr(pt.tanh(x.dot(w)).dot(v) - y).mean()
-    opt = downhill.build('adam', loss, inputs=[x, y],
+    opt = downhill.build('adam', loss, inputs=[x, y], quick_start=False,
                          constraints={w: downhill.prox.l1(1e-3), v: downhill.prox.max_norm(2.0, 0)})
+    compiled = []
+    real_function = pytensor.function
 
-    def start(**hyper):
-        began = time.perf_counter()
-        it = opt.iterate([[X, Y]], max_updates=3, **hyper)
-        next(it)
-        elapsed = time.perf_counter() - began
-        list(it)
-        return elapsed
+    def counting(*args, **kwargs):
+        compiled.append(kwargs.get('name'))
+        return real_function(*args, **kwargs)
+    monkeypatch.setattr(pytensor, 'function', counting)
 
-    first = start(learning_rate=0.01 * schedules.cosine(1000, warmup=50), momentum=0.5, weight_decay=1e-4)
-    second = start(learning_rate=0.05 * schedules.cosine(300, warmup=10), momentum=0.8, weight_decay=1e-3,
-                   beta1_halflife=3)
-    print(f'first call {first:.3f} s, second {second:.4f} s')
+    list(opt.iterate([[X, Y]], max_updates=3, learning_rate=0.01 * schedules.cosine(1000, warmup=50),
+                     momentum=0.5, weight_decay=1e-4))
+    first = list(compiled)
+    assert first, 'the first call compiled nothing'
+    list(opt.iterate([[X, Y]], max_updates=3, learning_rate=0.05 * schedules.cosine(300, warmup=10),
+                     momentum=0.8, weight_decay=1e-3, beta1_halflife=3))
+    assert compiled == first, compiled[len(first):]
     assert len(opt._step_fns) == 1
-    assert second < first / 10, (first, second)
+    assert opt._current('_weight_decay') == 1e-3   # the new numbers are in place
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,291 @@
+"""Compiling the optimizer's functions: which mode, a quick start, a lean call.
+
+Three things decide how soon the first update happens and how fast each
+later one runs:
+
+- **The mode.** PyTensor's default (Numba on PyTensor 3, the C VM on 2.x)
+  makes the fastest step but compiles it for 10-20 s when its on-disk cache
+  is cold, and still spends about a second loading it when warm.
+  ``FAST_COMPILE`` (Python ``perform`` methods, few rewrites) is ready in a
+  fraction of a second but runs each step 50-100x slower.
+- **A quick start** (:class:`Background`): the first updates run through a
+  Python-linker version (:func:`quick_mode`) of the step while the final version compiles in a
+  daemon thread; every call after it is ready uses it. Both versions read and
+  write the same shared variables (parameters and algorithm state live in
+  their storage cells, not in the compiled functions) and compute the same
+  update formulas, so a run that switches mid-way follows the same trajectory
+  as a run in either mode alone (in float64 to ~1e-16 on the benchmark
+  problems: only the rounding of reductions may differ).
+- **A lean call** (:func:`downhill._compat.lean_caller`): a plain Python
+  function that hands the arrays straight to the compiled Numba kernel and
+  stores the updated values, skipping ``Function.__call__``'s general
+  bookkeeping (~2-3 us of the ~8 us of a 2-parameter Adam step).
+"""
+
+import logging
+import threading
+import time
+
+from . import _compat
+
+log = logging.getLogger('downhill')
+
+_QUICK_MODE = None
+
+
+def quick_mode():
+    """The mode of the first updates while the final step compiles.
+
+    PyTensor's Python linker with no graph rewrites at all: it compiles in
+    0.05-0.2 s (``FAST_COMPILE`` takes 0.5-0.9 s for the first function of a
+    process, mostly importing ``setuptools`` and ``pytensor.sparse`` for its
+    C-linker checks and shape rewrites) and runs each step with NumPy.
+    """
+    global _QUICK_MODE
+    if _QUICK_MODE is None:
+        from pytensor.compile.mode import Mode
+        _QUICK_MODE = Mode(linker='py', optimizer=None)
+    return _QUICK_MODE
+
+# Background compilations run one at a time: two would only compete for the
+# GIL (PyTensor's rewrites and Numba's typing are Python code) and PyTensor's
+# compilation is not documented to be thread-safe against itself.
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def check_mode(mode):
+    """``mode`` if PyTensor knows it (None, a mode name or a ``Mode``); a clear error otherwise."""
+    if mode is None:
+        return None
+    try:
+        _compat.compiles_quickly(mode)
+    except Exception as err:  # noqa: BLE001 -- any failure here means PyTensor cannot use it
+        raise ValueError(f"mode must be None, a PyTensor mode name ('NUMBA', 'FAST_RUN', 'CVM', "
+                         f"'JAX', 'FAST_COMPILE', ...) or a pytensor Mode, got {mode!r} "
+                         f"({type(err).__name__}: {err})") from err
+    return mode
+
+
+def is_quick(mode):
+    """Whether ``mode`` compiles in well under a second (no C, Numba or JAX code)."""
+    return _compat.compiles_quickly(mode)
+
+
+class Background:
+    """A compiled function that is a quick-to-compile version until the final one is ready.
+
+    ``compile_final`` (a function of no arguments returning the final
+    callable) runs in a daemon thread, so it never keeps the process alive at
+    exit. Calling this object calls the final function when it is ready and
+    the ``quick`` one before. An exception raised while compiling is raised
+    again in the caller's thread at the next call (or by :meth:`wait`): the
+    same error a synchronous compile would have raised, only later.
+
+    Parameters
+    ----------
+    quick : callable
+        The function to run meanwhile (compiled already).
+    compile_final : callable
+        ``compile_final(sample)`` compiles and returns the final function;
+        ``sample`` holds the arguments of the first call (so that code
+        compiled for their types is ready before the final function's first
+        call), or ``()``.
+    name : str
+        For log messages and the thread's name.
+    """
+
+    def __init__(self, quick, compile_final, name):
+        self.quick = quick
+        self.final = None
+        self.name = name
+        self.seconds = None
+        self._error = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(compile_final,),
+                                        name=f'downhill-compile-{name}', daemon=True)
+        self._started = False
+        self._followers = []
+        #: While compiling, each call of the quick function is followed by a
+        #: sleep of this many times its duration. The compiler (PyTensor's
+        #: rewrites, Numba's typing) needs the GIL too, and a thread that keeps
+        #: it busy slows a compile that releases it often (every LLVM call
+        #: through ctypes) by 3x or more; the final step is worth 50-100
+        #: quick ones, so the compiler comes first.
+        self.yield_share = 4.0
+        #: The arguments of the first call (the final function is compiled for their types).
+        self.sample = None
+        #: Start compiling at the first call (else only when :meth:`start`,
+        #: :meth:`wait` or another ``Background`` this one follows starts it).
+        self.autostart = True
+
+    def follow(self, other):
+        """Start compiling once ``other`` (a Background) has finished compiling."""
+        self.autostart = False
+        if other._done.is_set():
+            self.start()
+        else:
+            other._followers.append(self)
+
+    def kick(self):
+        """Start compiling if this one starts on its own (see ``autostart``)."""
+        if self.autostart:
+            self.start()
+
+    def start(self):
+        """Start compiling the final function (once; later calls do nothing).
+
+        Called after the first call of the quick function, so that the first
+        update does not share the GIL with the compiler (PyTensor's rewrites
+        and Numba's type inference are Python code).
+        """
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def _run(self, compile_final):
+        try:
+            with _BACKGROUND_LOCK:
+                started = time.perf_counter()
+                final = compile_final(self.sample or ())
+        except BaseException as err:  # noqa: BLE001 -- re-raised in the caller's thread
+            self._error = err
+            log.debug('compiling %s in the background failed: %s: %s', self.name,
+                      type(err).__name__, err)
+        else:
+            self.seconds = time.perf_counter() - started
+            self.final = final
+            log.debug('compiled %s in the background in %.2f s', self.name, self.seconds)
+        finally:
+            self._done.set()
+            for other in self._followers:
+                other.start()
+
+    def ready(self):
+        """The final function once it is compiled, else None; raises if compiling it failed."""
+        final = self.final
+        if final is None and self._error is not None:
+            raise self._error
+        return final
+
+    def current(self):
+        """The function the next call runs."""
+        return self.ready() or self.quick
+
+    def wait(self, timeout=None):
+        """Block until the final function is compiled (or ``timeout`` seconds); return it or None."""
+        self.start()
+        self._done.wait(timeout)
+        return self.ready()
+
+    def __call__(self, *args):
+        final = self.final
+        if final is not None:
+            return final(*args)
+        final = self.ready()
+        if final is not None:
+            return final(*args)
+        started = time.perf_counter()
+        out = self.quick(*args)
+        if self.sample is None:
+            self.sample = args
+        self.kick()
+        if self._started and not self._done.is_set():
+            # Leave the GIL to the compiler for as long as this call held it: see yield_share.
+            time.sleep((time.perf_counter() - started) * self.yield_share)
+        return out
+
+
+def current(fn):
+    """``fn`` itself, or the function a :class:`Background` ``fn`` runs now."""
+    return fn.current() if isinstance(fn, Background) else fn
+
+
+def compile_function(make, mode, n_args, lean, quick_start, name):
+    """Compile with ``make(mode)`` (a ``pytensor.function`` call), as the options ask.
+
+    Parameters
+    ----------
+    make : callable
+        ``make(mode)`` returns a compiled ``pytensor`` ``Function``.
+    mode : str, Mode or None
+        The mode of the final function (None: PyTensor's configured mode).
+    n_args : int
+        The number of explicit inputs (the rest are shared variables).
+    lean : bool
+        Whether every explicit input is checked and converted by the caller
+        (exact dtype, ndim and static shape), so the function may skip
+        PyTensor's own input checks (``trust_input``, the lean call).
+    quick_start : bool
+        Whether to start with :func:`quick_mode` and compile ``mode`` in the
+        background when ``mode`` is slow to compile.
+    name : str
+        For log messages.
+
+    Returns
+    -------
+    callable
+        The compiled function, or a :class:`Background` one.
+    """
+    def final(sample=None):
+        started = time.perf_counter()
+        fn = make(mode)
+        if sample is not None and len(sample) == n_args:
+            _compat.precompile(fn, sample)
+        log.debug('compiled %s in %.2f s (mode %s)', name, time.perf_counter() - started, mode)
+        return _fast_path(fn, n_args, lean)
+
+    if not quick_start or is_quick(mode):
+        return final()
+    started = time.perf_counter()
+    quick = _fast_path(make(quick_mode()), n_args, lean)
+    log.debug('compiled %s in %.2f s (Python linker, for the first updates)', name,
+              time.perf_counter() - started)
+    return Background(quick, final, name)
+
+
+def _fast_path(fn, n_args, lean):
+    if not lean:
+        return fn
+    fn.trust_input = True
+    return _compat.lean_caller(fn, n_args) or fn
+
+
+_FREED_MEMORY_KEPT = None
+
+
+def keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
+    """On glibc, keep freed memory in the process instead of handing it back to the kernel.
+
+    A compiled step allocates its large temporaries afresh at every call. By
+    default glibc serves blocks of a few MB with mmap or at the top of the
+    heap and returns them to the kernel when they are freed, so every call
+    page-faults them in again; on the float64 matrix-factorisation benchmark
+    that tripled the time of a step (benchmarks/repro_numba_multioutput.py).
+    This asks glibc (``mallopt``) to serve blocks under ``mmap_threshold`` from
+    the heap and to keep up to ``trim_threshold`` of freed memory. Done once per
+    process; nothing happens off glibc, when ``DOWNHILL_KEEP_FREED_MEMORY=0``, or
+    when the environment already sets glibc's own ``MALLOC_*_`` variables.
+    Returns whether the setting was made.
+    """
+    global _FREED_MEMORY_KEPT
+    if _FREED_MEMORY_KEPT is not None:
+        return _FREED_MEMORY_KEPT
+    import ctypes
+    import os
+    import sys
+    _FREED_MEMORY_KEPT = False
+    if (not sys.platform.startswith('linux')
+            or os.environ.get('DOWNHILL_KEEP_FREED_MEMORY', '1') == '0'
+            or any(k in os.environ for k in ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_',
+                                             'MALLOC_TOP_PAD_'))):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only  # noqa: B018
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    _FREED_MEMORY_KEPT = bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))
+                              and mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
+    return _FREED_MEMORY_KEPT

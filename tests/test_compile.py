@@ -1,0 +1,166 @@
+"""Compiling: the mode option, the quick start in the background, the lean call (downhill.compile)."""
+
+import threading
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import downhill
+from downhill import compile as compiling
+
+
+def factor_problem(seed=3):
+    """A float64 least-squares factorization with a data input: (loss, [u, v], x, data)."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((12, 8))
+    u = pytensor.shared(rng.standard_normal((12, 3)), name='u')
+    v = pytensor.shared(rng.standard_normal((3, 8)), name='v')
+    x = pt.matrix('x')
+    loss = pt.sqr(x - pt.dot(u, v)).mean() + 0.01 * abs(u).mean()
+    return loss, [u, v], x, data
+
+
+def run(steps, hold=None, quick_start=True, mode=None):
+    """Parameters after each of ``steps`` Adam updates; the final step held back for ``hold`` steps."""
+    loss, params, x, data = factor_problem()
+    opt = downhill.build('adam', loss, inputs=[x], mode=mode, quick_start=quick_start)
+    release = threading.Event()
+    if hold is not None:
+        step = opt._compiled_step()
+        assert isinstance(step, compiling.Background)
+        start = step.start
+        step.start = lambda: start() if release.is_set() else None
+    path, used = [], []
+    it = opt.iterate([[data]], learning_rate=0.01, max_updates=steps, validate_every=10 ** 6)
+    for i, _ in enumerate(it):
+        path.append([p.get_value() for p in params])
+        step = opt._compiled_step()
+        used.append(isinstance(step, compiling.Background) and step.final is None)
+        if hold is not None and i + 1 == hold:
+            release.set()
+            step.start()
+            assert opt.wait_compiled(timeout=600)
+    return path, used
+
+
+@pytest.mark.compiled
+def test_switching_mid_run_keeps_the_trajectory():
+    """Numba all along vs 5 quick (Python linker) updates then Numba: same numbers to 1e-12."""
+    steps = 12
+    reference, used = run(steps, quick_start=False)
+    assert not any(used)
+    switched, used = run(steps, hold=5)
+    assert used == [True] * 5 + [False] * (steps - 5)  # the switch happened where asked
+    quick, _ = run(steps, mode=compiling.quick_mode())  # entirely in the quick mode
+    for a, b, c in zip(reference, switched, quick):
+        for pa, pb, pc in zip(a, b, c):
+            np.testing.assert_allclose(pb, pa, rtol=1e-12, atol=0)
+            np.testing.assert_allclose(pc, pa, rtol=1e-12, atol=0)
+    # and the parameters moved: the comparison is not between start values
+    assert np.abs(reference[-1][0] - reference[0][0]).max() > 1e-3
+
+
+@pytest.mark.compiled
+def test_lean_call_matches_the_pytensor_function():
+    """The lean caller of a Numba function returns and updates exactly what Function.__call__ does."""
+    from downhill import _compat
+    results = []
+    for lean in (False, True):
+        loss, params, x, data = factor_problem()
+        g = pytensor.grad(loss, params)
+        fn = pytensor.function([x], [loss, pt.sqr(g[0]).sum()],
+                               updates=[(p, p - 0.1 * d) for p, d in zip(params, g)])
+        call = _compat.lean_caller(fn, 1) if lean else fn
+        assert call is not None
+        outs = [[float(o) for o in call(data)] for _ in range(4)]
+        results.append((outs, [p.get_value() for p in params]))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_quick_modes_compile_synchronously():
+    """In a Python-linker mode (the test suite's FAST_COMPILE) nothing runs in the background."""
+    loss, params, x, data = factor_problem()
+    opt = downhill.build('sgd', loss, inputs=[x])
+    list(opt.iterate([[data]], max_updates=2))
+    assert not isinstance(opt._compiled_step(), compiling.Background)
+    assert not isinstance(opt._compiled_eval(), compiling.Background)
+    assert opt.wait_compiled(timeout=0)
+
+
+def test_quick_start_false_compiles_synchronously():
+    loss, params, x, data = factor_problem()
+    opt = downhill.build('sgd', loss, inputs=[x], mode='CVM', quick_start=False)
+    assert opt._quick_start is False
+    with pytest.raises(TypeError, match='quick_start must be True or False'):
+        downhill.build('sgd', loss, inputs=[x], quick_start='yes')
+
+
+def test_unknown_mode_is_named():
+    loss, params, x, data = factor_problem()
+    with pytest.raises(ValueError, match="mode must be None, a PyTensor mode name.*got 'FASTEST'"):
+        downhill.build('sgd', loss, inputs=[x], mode='FASTEST')
+
+
+def make_background(fail=False, gate=None):
+    """A Background over a tiny function whose 'final' version is FAST_COMPILE (or fails)."""
+    s = pytensor.shared(np.float64(0.0), name='s')
+
+    def make(mode):
+        if mode is not compiling.quick_mode():
+            if gate is not None:
+                gate.wait(10)
+            if fail:
+                raise RuntimeError('the compiler broke')
+            mode = 'FAST_COMPILE'
+        return pytensor.function([], [s * 2], updates=[(s, s + 1)], mode=mode)
+    fn = compiling.compile_function(make, 'NUMBA', 0, True, True, 'test')
+    assert isinstance(fn, compiling.Background)
+    return fn, s
+
+
+def test_background_switches_and_keeps_state():
+    gate = threading.Event()
+    fn, s = make_background(gate=gate)
+    assert fn._thread.daemon  # never keeps the process alive at exit
+    assert not fn._started  # nothing starts before the first call
+    assert float(fn()[0]) == 0.0  # quick version
+    assert fn._started and fn.sample == ()
+    assert float(fn()[0]) == 2.0  # still quick: the compiler waits for the gate
+    assert fn.final is None
+    gate.set()
+    assert fn.wait(10) is not None
+    assert float(fn()[0]) == 4.0  # final version, same shared state
+    assert s.get_value() == 3.0
+
+
+def test_background_error_is_raised_in_the_callers_thread():
+    fn, s = make_background(fail=True)
+    fn()  # the quick version runs; the final one fails to compile in the background
+    with pytest.raises(RuntimeError, match='the compiler broke'):
+        fn.wait(10)
+    with pytest.raises(RuntimeError, match='the compiler broke'):
+        fn()
+
+
+def test_follower_starts_after_its_leader():
+    gate = threading.Event()
+    first, _ = make_background(gate=gate)
+    second, _ = make_background()
+    second.follow(first)
+    second()  # its own first call does not start it
+    assert not second._started
+    first()
+    gate.set()
+    assert first.wait(10) is not None
+    assert second.wait(10) is not None
+
+
+def test_keep_freed_memory_is_idempotent(monkeypatch):
+    monkeypatch.setattr(compiling, '_FREED_MEMORY_KEPT', None)
+    monkeypatch.setenv('DOWNHILL_KEEP_FREED_MEMORY', '0')
+    assert compiling.keep_freed_memory() is False
+    assert compiling.keep_freed_memory() is False  # decided once per process
