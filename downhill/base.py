@@ -21,7 +21,7 @@ from pytensor.tensor.sharedvar import TensorSharedVariable
 
 from . import checkpoint as checkpoints
 from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
-from .dataset import Batches, as_dataset
+from .dataset import Batches, Dataset, Passes, as_dataset
 from .logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
@@ -1082,13 +1082,45 @@ class Optimizer:
         if skipped is not None and int(skipped.get_value()) > skipped_at_start:
             reason += (f'; {int(skipped.get_value()) - skipped_at_start} updates skipped for '
                        'non-finite values')
+        if path is not None:
+            self._write_checkpoint(path, final=True)
+        if reason.startswith('max_updates=') and state.validated_at != state.iteration:
+            self._validate_last_update(run_valid, valid, state)
         level = logging.WARNING if reason.startswith(nonfinite.PREFIX) else logging.INFO
         log.log(level, '%s stopped after %d iterations: %s; restoring the best parameters '
                 '(validation loss %s at iteration %d)', label, state.iteration, reason,
                 'n/a' if state.best_loss is None else f'{state.best_loss:.6g}', state.best_at)
-        if path is not None:
-            self._write_checkpoint(path, final=True)
         self.set_params('best')
+
+    def _validate_last_update(self, run_valid, valid, state):
+        """Validate the parameters of the last update when the run ended between validations.
+
+        Otherwise ``max_updates`` below ``validate_every`` would restore the
+        parameters from before training. This validation only decides which
+        parameters are kept: no hook, patience count or checkpoint sees it,
+        and the validation data's position and the random streams are put
+        back, so that a run resumed from the checkpoint is not changed by it.
+        Data that cannot be put back (a callable, an arbitrary iterable) is
+        not read again.
+        """
+        if isinstance(valid, Passes) or getattr(valid, '_callable', None) is not None:
+            return
+        position = valid.state() if isinstance(valid, Dataset) else None
+        streams = [(rng, rng.get_value()) for rng, _ in graph.random_updates(self._monitor_exprs)]
+        try:
+            validation = run_valid()
+        finally:
+            if position is not None:
+                valid.restore(position)
+            for rng, value in streams:
+                rng.set_value(value)
+        loss, best = validation['loss'], state.best_loss
+        improved = not math.isnan(loss) and (best is None or best - loss > abs(best) * self.min_improvement)
+        log.info('validation %d %s%s (after the last update)', state.iteration,
+                 format_monitors(validation), IMPROVED if improved else '')
+        if improved:
+            state.best_loss, state.best_at = loss, state.iteration
+            self._best_params = self._snapshot()
 
     def _validated(self, state, validation, stop_on_nonfinite):
         """Count one validation: improvement, patience, hooks. Returns why to stop, or None."""

@@ -166,8 +166,8 @@ def test_loss_without_inputs_forms():
         x = pytensor.shared(np.array([3.0]), name='x')
         opt = downhill.build('sgd', pt.sqr(x).sum())
         list(opt.iterate(train, learning_rate=0.1, max_updates=3, validate_every=100))
-        # 3 steps of x <- 0.8 x, best restored is the start (only validated at 0)
-        assert x.get_value()[0] == 3.0
+        # 3 steps of x <- 0.8 x; the validation after the last update keeps them
+        assert x.get_value()[0] == pytest.approx(3.0 * 0.8 ** 3)
 
 
 def test_one_batch_holding_one_array():
@@ -298,7 +298,8 @@ def test_logging(downhill_log):
     text = downhill_log.text
     assert 'RMSProp: learning_rate=0.01' in text
     validations = [r.getMessage() for r in downhill_log.records if r.getMessage().startswith('validation')]
-    assert validations[0].startswith('validation 0 loss=') and len(validations) == 3
+    assert validations[0].startswith('validation 0 loss=') and len(validations) == 4
+    assert validations[3].startswith('validation 12 loss=') and '(after the last update)' in validations[3]
     assert 'RMSProp 1 loss=' in text
     assert 'stopped after 12 iterations: max_updates=12 reached' in text
     improved = [r.getMessage() for r in downhill_log.records if r.getMessage().startswith('validation')]
@@ -331,3 +332,27 @@ def test_default_backend_matches_fast_compile():
                                                    validate_every=100)]
         results.append(np.array(path))
     np.testing.assert_allclose(results[0], results[1], rtol=1e-12)
+
+
+def test_run_ending_between_validations_keeps_the_last_update_if_better(downhill_log):
+    x = pytensor.shared(np.array(3.0), name='x')
+    opt = downhill.build('sgd', pt.sqr(x - 1))
+    opt.minimize(None, max_updates=3, validate_every=10, learning_rate=0.1)
+    assert x.get_value() == pytest.approx(1 + 2 * 0.8 ** 3)   # not 3.0, the value before training
+    assert 'validation 3 loss=' in downhill_log.text and '(after the last update)' in downhill_log.text
+
+
+def test_validation_after_the_last_update_leaves_the_validation_data_where_it_was():
+    import json
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    x = pt.matrix('x')
+    w = pytensor.shared(np.zeros(2), name='w')
+    opt = downhill.build('sgd', pt.sqr(x.dot(w) - 1).mean(), inputs=[x])
+    valid = downhill.Dataset([X], batch_size=8, iteration_size=2, rng=1)
+    opt.minimize([X], valid, max_updates=3, validate_every=2, learning_rate=0.1)
+    twin = downhill.Dataset([X], batch_size=8, iteration_size=2, rng=1)
+    for _ in range(2):   # the validations at iterations 0 and 2; the final one was put back
+        list(twin)
+    assert json.dumps(valid.state(), sort_keys=True) == json.dumps(twin.state(), sort_keys=True)
+    assert not np.array_equal(w.get_value(), np.zeros(2))
