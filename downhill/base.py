@@ -849,7 +849,9 @@ class Optimizer:
             Validation data (default: ``train``).
         max_updates : int, optional
             Stop after this many iterations (counted from the start of the
-            run: a resumed run continues the count).
+            run: a resumed run continues the count). When the last update
+            came after the last validation, its parameters are validated too
+            and kept if they are the best.
         patience : int
             Stop when more than this many validations in a row failed to
             improve. Default 5.

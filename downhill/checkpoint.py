@@ -16,7 +16,8 @@ loading one never runs code) holding
 - ``state/J``: state entry ``J`` of ``meta['states']`` (moments, velocities,
   step counters, RProp steps, the schedule counter ``update_count``);
 - ``host/NAME``: algorithm state kept in Python, if any
-  (``Optimizer._host_state``).
+  (``Optimizer._host_state``; an algorithm with a ``_check_host_state``
+  method checks these arrays' shapes and dtypes before anything is restored).
 
 Files are written atomically: to a temporary file in the same directory,
 flushed and fsync'ed, then renamed over the old one (``os.replace``), so a
@@ -292,6 +293,12 @@ def check(opt, ck):
     if host and type(opt)._restore_host_state is Optimizer._restore_host_state:
         raise ValueError(f'{where}: the checkpoint holds host state ({", ".join(host)}) that '
                          f'{here} does not keep')
+    check_host = getattr(opt, '_check_host_state', None)
+    if check_host is not None:  # the algorithm checks the shapes of its own host state
+        try:
+            check_host({k[len('host/'):]: v for k, v in ck.arrays.items() if k.startswith('host/')})
+        except ValueError as err:
+            raise ValueError(f'{where}: {err}') from err
     ours = generators(opt)
     if len(meta['generators']) != len(ours):
         raise ValueError(f'{where}: the checkpoint holds {len(meta["generators"])} random generators, '

@@ -25,6 +25,13 @@ back to the shared variables after every iteration. Simple bounds given as
 ``constraints=`` (:func:`downhill.prox.box`, :func:`downhill.prox.nonnegative`)
 are handled by the quasi-Newton methods with a projected, L-BFGS-B-like
 active-set step; any other constraint is refused.
+
+Checkpoints (:meth:`~downhill.Optimizer.save`, ``iterate(checkpoint=...)``)
+keep what the iteration continues from, so that a resumed run is bit for bit
+the uninterrupted one: the current point as the float64 vector (not only the
+parameters rounded to their dtypes), its loss and gradient, a pending stop,
+the evaluation counts and the curvature memory (the L-BFGS pairs, the BFGS
+matrix, the Newton-CG trust radius).
 """
 
 import collections
@@ -169,6 +176,71 @@ class FullBatchOptimizer(Optimizer):
         """Drop the point and any curvature information (the next iteration starts afresh)."""
         self._x = None
         self._stop = None
+        self._saved_point = None
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _host_state(self):
+        """The point the next iteration starts from, and the curvature memory, for checkpoints.
+
+        ``x`` is the float64 point (the parameters hold it rounded to their
+        dtypes), ``loss`` and ``grad`` its loss and gradient, ``stop`` the
+        reason to stop found by the last iteration (``''``: none),
+        ``evaluations`` the counts of full passes; then what
+        :meth:`_curvature_state` adds. Empty before the first iteration.
+        """
+        if self._x is None:
+            return {}
+        counts = self.evaluations
+        state = {'x': self._x, 'loss': np.float64(self._f), 'grad': self._g,
+                 'stop': np.str_(self._stop or ''),
+                 'evaluations': np.array([counts['fg'], counts['hv']], dtype=np.int64)}
+        state.update(self._curvature_state())
+        return state
+
+    def _check_host_state(self, arrays):
+        """Raise a ValueError naming the first host array that does not fit this optimizer.
+
+        Called by :func:`downhill.checkpoint.check` before anything changes.
+        No arrays (a checkpoint written before the first iteration, or by an
+        older downhill) is fine: the curvature memory then starts afresh.
+        """
+        if not arrays:
+            return
+        n = sum(int(np.prod(p.get_value(borrow=True).shape, dtype=np.int64)) for p in self._params)
+        layout = {'x': ((n,), 'float64'), 'loss': ((), 'float64'), 'grad': ((n,), 'float64'),
+                  'stop': ((), 'str'), 'evaluations': ((2,), 'int64')}
+        layout.update(self._curvature_layout(n, arrays))
+        check_arrays(type(self).__name__, arrays, layout)
+
+    def _restore_host_state(self, arrays):
+        """Take back the point and the curvature memory that :meth:`_host_state` saved."""
+        self._check_host_state(arrays)
+        self._forget()
+        if not arrays:
+            log.info('%s: the checkpoint holds no curvature memory; it starts afresh',
+                     type(self).__name__)
+            return
+        self._saved_point = SavedPoint(arrays['x'], float(arrays['loss']), arrays['grad'],
+                                       str(arrays['stop']) or None,
+                                       [int(c) for c in arrays['evaluations']])
+        self._restore_curvature(arrays)
+
+    def _curvature_state(self):
+        """The curvature memory as a dict of arrays (none by default)."""
+        return {}
+
+    def _curvature_layout(self, n, arrays):
+        """``{name: (shape, dtype)}`` expected of the curvature arrays, for ``n`` parameters.
+
+        ``arrays`` (what the checkpoint holds) tells the sizes that may vary,
+        such as the number of L-BFGS pairs, and which optional entries are
+        there; every name returned must be present (:func:`check_arrays`).
+        """
+        return {}
+
+    def _restore_curvature(self, arrays):
+        """Take back what :meth:`_curvature_state` returned."""
 
     # ---------------------------------------------------------------- running
 
@@ -206,7 +278,8 @@ class FullBatchOptimizer(Optimizer):
         objective.use([feed(batch) for batch in all_batches(train)])
         bounds = self._bounds(objective)
         self._lower, self._upper = bounds if bounds is not None else (None, None)
-        x = objective.get()
+        saved, self._saved_point = self._saved_point, None
+        x = self._resume_point(objective, saved)
         if bounds is not None:
             inside = np.clip(x, *bounds)
             if not np.array_equal(inside, x):
@@ -217,9 +290,13 @@ class FullBatchOptimizer(Optimizer):
         # Curvature pairs (and the trust radius) stay valid near here: they are kept, even if
         # the parameters were set in between, until reset=True.
         self._x = x
-        self._stop = None
+        self._stop = None if saved is None else saved.stop
+        if saved is not None:
+            objective.evaluations['fg'], objective.evaluations['hv'] = saved.evaluations
         self._monitors, self._g = objective(x)
         self._f = self._monitors[0]
+        if saved is not None:
+            self._compare_saved(saved)
         if not math.isfinite(self._f):
             raise ValueError(f'{type(self).__name__}: the loss at the starting point is {self._f}')
         OrderedDict = collections.OrderedDict
@@ -242,6 +319,41 @@ class FullBatchOptimizer(Optimizer):
                                   f'(ftol={self.ftol:g})')
             return OrderedDict(zip(names, point.monitors))
         return run
+
+    def _resume_point(self, objective, saved):
+        """The point to start from: the checkpoint's float64 point, if the parameters still hold it.
+
+        The parameters hold the point rounded to their dtypes; continuing
+        from the exact float64 vector is what makes a resumed run bit for
+        bit. If the parameters were set after the checkpoint was loaded, they
+        are the start (the curvature memory is kept, as between two calls of
+        :meth:`iterate`).
+        """
+        x = objective.get()
+        if saved is None:
+            return x
+        held = all(np.array_equal(part, p.get_value(borrow=True))
+                   for part, p in zip(objective.split(saved.x), objective.params))
+        if held:
+            return saved.x
+        log.info('%s: the parameters were set after the checkpoint was loaded; starting from '
+                 'them', type(self).__name__)
+        return x
+
+    def _compare_saved(self, saved):
+        """Say so if the loss or gradient at the resumed point is not the checkpoint's."""
+        if saved.loss == self._f and np.array_equal(saved.grad, self._g):
+            return
+        if not np.array_equal(saved.x, self._x):
+            return  # another point (the parameters were set): nothing to compare
+        gap = float(np.max(np.abs(saved.grad - self._g))) if self._g.size else 0.0
+        close = math.isclose(saved.loss, self._f, rel_tol=1e-6) and np.allclose(
+            saved.grad, self._g, rtol=1e-6, atol=1e-12)
+        log.log(logging.INFO if close else logging.WARNING,
+                '%s: at the checkpoint\'s point the loss is %r (the checkpoint says %r) and the '
+                'gradient differs by up to %.3g: the loss, the data or the compile mode differ '
+                'from the run that wrote it, so this run does not continue it bit for bit',
+                type(self).__name__, self._f, saved.loss, gap)
 
     def _projected_gradient(self):
         """The gradient, with the elements that push against an active bound set to zero."""
@@ -273,6 +385,39 @@ class FullBatchOptimizer(Optimizer):
     def _step(self, objective):
         """Make one iteration from ``self._x``; return the new :class:`~downhill.linesearch.Point`."""
         raise NotImplementedError
+
+
+#: A point read from a checkpoint, used by the next :meth:`iterate`.
+SavedPoint = collections.namedtuple('SavedPoint', 'x loss grad stop evaluations')
+
+
+def check_arrays(owner, arrays, layout):
+    """Raise a ValueError naming the first of ``arrays`` that does not fit ``layout``.
+
+    Parameters
+    ----------
+    owner : str
+        Who expects them (the algorithm's name), for the message.
+    arrays : dict
+        name -> array, as read from a checkpoint's ``host/`` entries.
+    layout : dict
+        name -> ``(shape, dtype)``; every name must be present and nothing
+        else. The dtype ``'str'`` means any unicode string.
+    """
+    unknown = sorted(set(arrays) - set(layout))
+    if unknown:
+        raise ValueError(f'the checkpoint holds host state {", ".join("host/" + k for k in unknown)} '
+                         f'that {owner} does not keep')
+    for name, (shape, dtype) in layout.items():
+        if name not in arrays:
+            raise ValueError(f'the checkpoint has no host/{name}, which {owner} needs '
+                             f'(expected shape {shape}, dtype {dtype}; corrupted?)')
+        value = arrays[name]
+        kind = 'str' if value.dtype.kind == 'U' else str(value.dtype)
+        if tuple(value.shape) != tuple(shape) or kind != dtype:
+            raise ValueError(f'host/{name} has shape {tuple(value.shape)} and dtype {kind} in the '
+                             f'checkpoint, but {owner} expects shape {tuple(shape)} and dtype '
+                             f'{dtype} here')
 
 
 class _QuasiNewton(FullBatchOptimizer):
@@ -387,6 +532,25 @@ class LBFGS(_QuasiNewton):
         while len(self._pairs) > self.history:
             self._pairs.popleft()
 
+    def _curvature_state(self):
+        n = 0 if self._x is None else self._x.size
+        pairs = list(self._pairs)
+        return {'s': np.array([s for s, _, _ in pairs]).reshape(len(pairs), n),
+                'y': np.array([y for _, y, _ in pairs]).reshape(len(pairs), n),
+                'rho': np.array([rho for _, _, rho in pairs], dtype=np.float64)}
+
+    def _curvature_layout(self, n, arrays):
+        k = arrays['s'].shape[0] if 's' in arrays and arrays['s'].ndim else 0
+        return {'s': ((k, n), 'float64'), 'y': ((k, n), 'float64'), 'rho': ((k,), 'float64')}
+
+    def _restore_curvature(self, arrays):
+        self._pairs = collections.deque(
+            (s.copy(), y.copy(), float(rho)) for s, y, rho in zip(arrays['s'], arrays['y'],
+                                                                  arrays['rho']))
+        history = getattr(self, 'history', None)
+        while history is not None and len(self._pairs) > history:
+            self._pairs.popleft()
+
     def _inverse_hessian_times(self, g):
         q = g.copy()
         if not self._pairs:
@@ -460,6 +624,15 @@ class BFGS(_QuasiNewton):
     def _inverse_hessian_times(self, g):
         return g.copy() if self._h is None else self._h @ g
 
+    def _curvature_state(self):
+        return {} if self._h is None else {'h': self._h}
+
+    def _curvature_layout(self, n, arrays):
+        return {'h': ((n, n), 'float64')} if 'h' in arrays else {}
+
+    def _restore_curvature(self, arrays):
+        self._h = arrays['h'].copy() if 'h' in arrays else None
+
 
 class NewtonCG(FullBatchOptimizer):
     r"""Truncated Newton with a trust region: exact Hessian-vector products, never the Hessian.
@@ -518,6 +691,22 @@ class NewtonCG(FullBatchOptimizer):
     def _forget(self):
         super()._forget()
         self.trust_radius = getattr(self, 'initial_trust_radius', None)
+
+    def _curvature_state(self):
+        return {'trust_radius': np.float64(self.trust_radius)}
+
+    def _curvature_layout(self, n, arrays):
+        return {'trust_radius': ((), 'float64')}
+
+    def _check_host_state(self, arrays):
+        super()._check_host_state(arrays)
+        radius = float(arrays['trust_radius']) if arrays else 1.0
+        if not (radius > 0 and math.isfinite(radius)):
+            raise ValueError(f'host/trust_radius is {radius!r} in the checkpoint, but NewtonCG '
+                             'needs a positive finite trust radius (corrupted?)')
+
+    def _restore_curvature(self, arrays):
+        self.trust_radius = float(arrays['trust_radius'])
 
     def _step(self, objective):
         x, f, g = self._x, self._f, self._g
