@@ -31,23 +31,13 @@ import time
 
 import numpy as np
 
+from .memory import status
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 STORES = ('memmap', 'hdf5', 'zarr', 'mapped')
 DEFAULT_STORES = ('memmap', 'hdf5', 'zarr')
 BLOCK_ROWS = 65536
-
-
-def status(field):
-    """A memory figure of this process from /proc/self/status, in bytes (None off Linux)."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def true_weights(dim):

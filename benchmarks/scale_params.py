@@ -26,24 +26,13 @@ import time
 import numpy as np
 
 from . import problems as P
+from .memory import status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 #: The benchmark problem whose hyperparameters (and raw update formulas) each algorithm uses.
 ALGO_PROBLEM = {'adam': 'rosenbrock-2d', 'rmsprop': 'rosenbrock-1000d'}
 DEFAULT_SIZES = '10,100,1000,10000,100000,1000000,10000000'
-
-
-def status(field):
-    """A memory figure of this process from /proc/self/status, in bytes (None off Linux)."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def rosenbrock(n):
