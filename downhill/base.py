@@ -941,6 +941,12 @@ class Optimizer:
             raise ValueError(f"on_nonfinite='skip' needs a compiled step whose updates can be "
                              f"guarded; {type(self).__name__} has none (use 'stop')")
         evaluate = self._compiled_eval()
+        if checkpoint is not None and not self.wait_compiled(0):
+            # Every update of a checkpointed run goes through the same compiled code, so that
+            # a resumed run repeats it bit for bit (a quick-start step may round differently).
+            log.info('%s: checkpoint= given, so compiling the final step before the first update',
+                     type(self).__name__)
+            self.wait_compiled()
         if loaded:
             checkpoints.check(self, resume)
         self._log_hyperparameters(kwargs)

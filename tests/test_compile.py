@@ -159,6 +159,22 @@ def test_follower_starts_after_its_leader():
     assert second.wait(10) is not None
 
 
+def test_checkpointed_runs_never_use_the_quick_step(monkeypatch, tmp_path):
+    """checkpoint= waits for the final step, so a resumed run repeats the same code bit for bit."""
+    monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)   # FAST_COMPILE plays Numba
+    loss, params, x, data = factor_problem()
+    opt = downhill.build('adam', loss, inputs=[x])
+    step, evaluate = opt._compiled_step(), opt._compiled_eval()
+    assert isinstance(step, compiling.Background) and isinstance(evaluate, compiling.Background)
+
+    def quick(*args):
+        raise AssertionError('a quick-start function ran in a checkpointed run')
+    step.quick = evaluate.quick = quick
+    opt.minimize([[data]], learning_rate=0.01, max_updates=3, checkpoint=str(tmp_path / 'c.npz'))
+    assert step.final is not None and evaluate.final is not None
+    assert (tmp_path / 'c.npz').exists()
+
+
 def test_keep_freed_memory_is_idempotent(monkeypatch):
     monkeypatch.setattr(compiling, '_FREED_MEMORY_KEPT', None)
     monkeypatch.setenv('DOWNHILL_KEEP_FREED_MEMORY', '0')
