@@ -77,3 +77,9 @@ def test_report_flags_mismatch():
 def test_tiny_problems_have_finite_loss(problem):
     data = P.make(problem, 'tiny')
     assert np.isfinite(P.eval_loss(problem, data['init'], 'tiny'))
+
+
+def test_second_call_benchmark_runs():
+    from benchmarks import second_call
+    first, second = second_call.main(['--mode', 'FAST_COMPILE'])
+    assert first > 0 and second > 0
