@@ -21,8 +21,8 @@ from downhill import interrupts
 from downhill.second_order import FullBatchOptimizer
 from util import build_rosen, linear_regression
 
-#: The library's algorithms with a compiled per-batch step (not the full-batch methods, whose
-#: curvature memory lives in Python: see test_full_batch_methods_resume_their_counters).
+#: The library's algorithms with a compiled per-batch step (the full-batch methods, whose
+#: curvature memory lives in Python, have test_full_batch_resume_in_fresh_process_is_bit_for_bit).
 STOCHASTIC = sorted(k for k, v in downhill.algorithms().items()
                     if v.__module__.startswith('downhill.') and not issubclass(v, FullBatchOptimizer))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(downhill.__file__)))
@@ -75,6 +75,48 @@ RESUME_CHILD = textwrap.dedent('''
                          'part': run(opt, data, f'{folder}/part-{algo}.npz', n)}
         else:
             out[algo] = {'rest': run(opt, data, f'{folder}/part-{algo}.npz', 2 * n)}
+    json.dump(out, open(f'{folder}/{phase}.json', 'w'))
+''')
+
+# Runs each full-batch method (and L-BFGS with bounds) for N or 2N iterations with checkpoint=;
+# one process per side. A float32 parameter: the parameters hold the float64 point rounded.
+FULL_BATCH = {'lbfgs': {'history': 3}, 'bfgs': {}, 'newtoncg': {}, 'lbfgs-box': {}}
+FULL_BATCH_CHILD = textwrap.dedent('''
+    import json, logging, sys
+    import numpy as np
+    import pytensor
+    pytensor.config.mode = 'FAST_COMPILE'
+    import pytensor.tensor as pt
+    import downhill
+    logging.getLogger('downhill').setLevel(logging.WARNING)
+    CASES = json.loads(sys.argv[4])
+
+    def run(case, path, n):
+        """One run from the start, by a new optimizer (so its evaluation counts start at 0)."""
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(40, 4))
+        Y = X.sum(axis=1) + 0.1 * rng.normal(size=40)
+        x, y = pt.matrix('x'), pt.vector('y')
+        w = pytensor.shared(np.full(4, -1.0), name='w')
+        b = pytensor.shared(np.float32(2.0), name='b')
+        rosenbrock = pt.sum(100 * pt.sqr(w[1:] - pt.sqr(w[:-1])) + pt.sqr(1 - w[:-1]))
+        loss = rosenbrock + 0.1 * pt.sqr(x.dot(w) + b - y).mean() + pt.sqr(pt.sqr(b - 0.3))
+        box = {w: downhill.prox.box(-2.0, 0.3)} if case.endswith('-box') else None
+        opt = downhill.build(case.split('-')[0], loss, inputs=[x, y], constraints=box)
+        # 4 batches, seeded: their order is the order of the sums over them
+        train = downhill.Dataset([X, Y], batch_size=10, rng=4)
+        losses = [tm['loss'] for tm, vm in opt.iterate(train, max_updates=n, checkpoint=path,
+                                                        gtol=0, ftol=0, **CASES[case])]
+        return {'losses': losses, 'evaluations': opt.evaluations}
+
+    phase, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    out = {}
+    for case in CASES:
+        if phase == 'first':
+            out[case] = {'full': run(case, f'{folder}/full-{case}.npz', 2 * n),
+                         'part': run(case, f'{folder}/part-{case}.npz', n)}
+        else:
+            out[case] = {'rest': run(case, f'{folder}/part-{case}.npz', 2 * n)}
     json.dump(out, open(f'{folder}/{phase}.json', 'w'))
 ''')
 
@@ -131,6 +173,39 @@ def test_resume_in_fresh_process_is_bit_for_bit(tmp_path):
             assert full.meta[part] == resumed.meta[part], (algo, part)
         assert full.meta['loop']['iteration'] == 2 * n
     assert full.meta['hooks'][0]['reductions'] > 0  # the plateau schedule did act (sgd)
+
+
+def test_full_batch_resume_in_fresh_process_is_bit_for_bit(tmp_path):
+    """L-BFGS pairs, the BFGS matrix, the trust radius and the float64 point are all saved."""
+    n = 8
+    cases = json.dumps(FULL_BATCH)
+    for phase in ('first', 'second'):
+        child = _child(FULL_BATCH_CHILD, phase, tmp_path, n, cases)
+        assert child.wait(timeout=300) == 0, phase
+    runs = json.load(open(tmp_path / 'first.json'))
+    rest = json.load(open(tmp_path / 'second.json'))
+    for case in FULL_BATCH:
+        full, part, resumed = runs[case]['full'], runs[case]['part'], rest[case]['rest']
+        assert len(full['losses']) == 2 * n and len(resumed['losses']) == n, case
+        assert full['losses'][:n] == part['losses'], case
+        assert full['losses'][n:] == resumed['losses'], case  # the yielded losses, exactly
+        a, b = ck.read(tmp_path / f'full-{case}.npz'), ck.read(tmp_path / f'part-{case}.npz')
+        assert sorted(a.arrays) == sorted(b.arrays), case
+        for key, value in a.arrays.items():
+            if key != 'host/evaluations':
+                assert np.array_equal(value, b.arrays[key]), (case, key)
+        assert a.meta['loop'] == b.meta['loop'] and a.meta['loop']['iteration'] == 2 * n, case
+        # the resumed run evaluates its starting point once more; nothing else differs
+        assert resumed['evaluations'] == dict(full['evaluations'], fg=full['evaluations']['fg'] + 1)
+        assert list(b.arrays['host/evaluations']) == [resumed['evaluations']['fg'],
+                                                      resumed['evaluations']['hv']], case
+    lbfgs = ck.read(tmp_path / 'full-lbfgs.npz').arrays
+    assert lbfgs['host/s'].shape == (3, 5) and lbfgs['host/rho'].shape == (3,)  # history=3
+    assert ck.read(tmp_path / 'full-bfgs.npz').arrays['host/h'].shape == (5, 5)
+    assert ck.read(tmp_path / 'full-lbfgs-box.npz').arrays['param/0'].max() == 0.3  # bound active
+    # the float32 parameter holds the point rounded; the checkpoint keeps it exactly
+    x = lbfgs['host/x']
+    assert lbfgs['param/1'] == np.float32(x[4]) and x[4] != np.float64(np.float32(x[4]))
 
 
 def test_save_and_load_continue_the_trajectory(tmp_path):
@@ -451,21 +526,55 @@ def test_host_state_round_trip(tmp_path):
         plain.load(tmp_path / 'h.npz')
 
 
-@pytest.mark.parametrize('algo', ['lbfgs', 'newtoncg'])
-def test_full_batch_methods_resume_their_counters(tmp_path, algo):
-    """Parameters, counters and budget continue; the curvature memory starts afresh."""
-    path = tmp_path / f'{algo}.npz'
+def _full_batch(algo):
     loss, (w, b), (x, y), (X, Y), _ = linear_regression(n=60)
     opt = downhill.build(algo, loss + 1e3 * pt.sqr(w[0] - 3 * w[1]), inputs=[x, y])
-    assert len(list(opt.iterate([X, Y], max_updates=2, checkpoint=path, gtol=0, ftol=0))) == 2
-    saved = ck.read(path).arrays
-    at_checkpoint = [saved['param/0'], saved['param/1']]
-    loss2, (w2, b2), (x2, y2), _, _ = linear_regression(n=60)
-    again = downhill.build(algo, loss2 + 1e3 * pt.sqr(w2[0] - 3 * w2[1]), inputs=[x2, y2])
-    n = len(list(again.iterate([X, Y], max_updates=4, checkpoint=path, gtol=0, ftol=0)))
-    assert n == 2 and ck.read(path).meta['loop']['iteration'] == 4  # the budget of 4 continued
-    final = again.evaluate([X, Y])['loss']
-    again.set_params(at_checkpoint)
-    assert final < again.evaluate([X, Y])['loss']  # it went on from the checkpoint
+    return opt, [X, Y], (w, b)
+
+
+@pytest.mark.parametrize('algo, key, change, message', [
+    ('lbfgs', 'host/s', lambda v: v[:, :-1], r"host/s has shape \(2, 3\) and dtype float64 in the "
+     r"checkpoint, but LBFGS expects shape \(2, 4\)"),
+    ('lbfgs', 'host/rho', lambda v: v.astype(np.float32), r"host/rho .* dtype float32 .* expects "
+     r"shape \(2,\) and dtype float64"),
+    ('bfgs', 'host/h', lambda v: v[:3, :3], r"host/h has shape \(3, 3\) .* expects shape \(4, 4\)"),
+    ('bfgs', 'host/x', None, r"has no host/x, which BFGS needs"),
+    ('newtoncg', 'host/trust_radius', lambda v: -v, r"host/trust_radius is -.* positive finite"),
+    ('newtoncg', 'host/extra', lambda v: np.zeros(2), r"host state host/extra that NewtonCG does not"),
+], ids=['lbfgs-s-shape', 'lbfgs-rho-dtype', 'bfgs-h-shape', 'bfgs-no-x', 'newtoncg-radius',
+        'newtoncg-unknown'])
+def test_full_batch_refuses_host_state_that_does_not_fit(tmp_path, algo, key, change, message):
+    """A curvature memory of the wrong shape or dtype is named, and nothing changes."""
+    opt, data, _ = _full_batch(algo)
+    path = tmp_path / 'ck.npz'
+    assert len(list(opt.iterate(data, max_updates=2, checkpoint=path, gtol=0, ftol=0))) == 2
+    saved = ck.read(path)
+    arrays = dict(saved.arrays)
+    if change is None:
+        del arrays[key]
+    else:
+        arrays[key] = change(arrays.get(key, arrays['host/x']))
+    ck.write(path, arrays, saved.meta)
+    again, data, (w, b) = _full_batch(algo)
+    with pytest.raises(ValueError, match=message):
+        again.load(path)
+    with pytest.raises(ValueError, match=message):
+        again.iterate(data, checkpoint=path)
+    assert np.array_equal(w.get_value(), np.zeros(3))  # nothing was restored
+
+
+def test_full_batch_resume_after_setting_the_parameters(tmp_path, downhill_log):
+    """Parameters set after load() are the start; counters and budget continue; no 'skip'."""
+    path = tmp_path / 'lbfgs.npz'
+    opt, data, _ = _full_batch('lbfgs')
+    assert len(list(opt.iterate(data, max_updates=2, checkpoint=path, gtol=0, ftol=0))) == 2
+    again, data, (w, b) = _full_batch('lbfgs')
+    again.load(path)
+    again.set_params([np.ones(3), np.float64(0.5)])
+    start = again.evaluate(data)['loss']
+    n = len(list(again.iterate(data, max_updates=4, gtol=0, ftol=0)))
+    assert n == 2  # the budget of 4 continued
+    assert 'the parameters were set after the checkpoint was loaded' in downhill_log.text
+    assert again.evaluate(data)['loss'] < start
     with pytest.raises(ValueError, match="on_nonfinite='skip' needs a compiled step"):
-        again.iterate([X, Y], on_nonfinite='skip')
+        again.iterate(data, on_nonfinite='skip')
