@@ -1023,7 +1023,7 @@ class Optimizer:
         skip_log = nonfinite.SkipLog(label, skipped_at_start)
         if not resumed:
             self._best_params = self._snapshot()
-        reason = None
+        reason, validate_last = None, False
         validate_every = self.validate_every
         # the counters are locals in the hot path, copied to ``state`` (what save() reads) each time
         iteration, validation = state.iteration, state.validation
@@ -1033,6 +1033,7 @@ class Optimizer:
             while True:
                 if max_updates is not None and iteration >= max_updates:
                     reason = f'max_updates={max_updates} reached'
+                    validate_last = True
                     break
                 if signals.terminate:
                     reason = 'SIGTERM received'
@@ -1054,6 +1055,7 @@ class Optimizer:
                     break
                 except StopTraining as stop:
                     reason = str(stop)
+                    validate_last = True
                     break
                 iteration += 1
                 state.iteration = iteration
@@ -1092,7 +1094,7 @@ class Optimizer:
                        'non-finite values')
         if path is not None:
             self._write_checkpoint(path, final=True)
-        if reason.startswith('max_updates=') and state.validated_at != state.iteration:
+        if validate_last and state.validated_at != state.iteration:
             self._validate_last_update(run_valid, valid, state)
         level = logging.WARNING if reason.startswith(nonfinite.PREFIX) else logging.INFO
         log.log(level, '%s stopped after %d iterations: %s; restoring the best parameters '
@@ -1102,6 +1104,9 @@ class Optimizer:
 
     def _validate_last_update(self, run_valid, valid, state):
         """Validate the parameters of the last update when the run ended between validations.
+
+        That is, when it reached ``max_updates`` or its algorithm said it had
+        converged (:class:`StopTraining`).
 
         Otherwise ``max_updates`` below ``validate_every`` would restore the
         parameters from before training. This validation only decides which

@@ -11,7 +11,8 @@ import numpy as np
 import pytensor
 from pytensor.graph.replace import graph_replace
 
-from .base import build
+from .base import _algorithm_key, algorithms, build
+from .second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
 
@@ -184,7 +185,8 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
         defaults 5, 10 and 0.
     anneal : int
         How many times the learning rate is lowered after a stage stops.
-        Default 3; 0 runs a single stage.
+        Default 3; 0 runs a single stage. The full-batch methods (``lbfgs``,
+        ``bfgs``, ``newton-cg``) have no learning rate and run one stage.
     anneal_factor : float
         The factor applied to the learning rate at each stage. Default 0.1.
     seed : int, optional
@@ -228,6 +230,7 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     try:
         started = time.perf_counter()
         problem = _Problem(model, start, vars, jacobian, monitors, seed)
+        _check_minibatch_algorithm(algo, problem)
         opt = build(algo, problem.loss, params=problem.params, inputs=[],
                     updates=problem.rng_updates, monitors=problem.monitors,
                     monitor_gradients=monitor_gradients, mode=_mode(model, mode))
@@ -255,6 +258,16 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     return point
 
 
+def _check_minibatch_algorithm(algo, problem):
+    """Refuse a full-batch method on a model that draws mini-batches, naming both."""
+    cls = algorithms().get(_algorithm_key(algo)) if isinstance(algo, str) else algo
+    if problem.rng_updates and isinstance(cls, type) and issubclass(cls, FullBatchOptimizer):
+        raise ValueError(f'algo={algo!r} is a full-batch method, whose line search needs the same '
+                         'loss at every evaluation, but this model draws random mini-batches '
+                         '(pm.Minibatch) or other random values; use a first-order algorithm '
+                         "such as algo='adam'")
+
+
 def _run_stages(opt, params, stochastic, kwargs, max_updates, patience, validate_every,
                 min_improvement, anneal, anneal_factor):
     """Run ``opt`` in stages of falling learning rate; return every (train, valid) pair.
@@ -273,6 +286,9 @@ def _run_stages(opt, params, stochastic, kwargs, max_updates, patience, validate
         raise ValueError(f'anneal must be >= 0, got {anneal}')
     if not 0 < anneal_factor <= 1:
         raise ValueError(f'anneal_factor must be in (0, 1], got {anneal_factor}')
+    if isinstance(opt, FullBatchOptimizer):
+        anneal = 0   # a line search or trust region sets its steps: no learning rate to lower
+        validate_every = 1   # each iteration is a full pass: keep the best of every one
     history = []
     for stage in range(anneal + 1):
         left = max_updates - len(history)

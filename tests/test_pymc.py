@@ -104,7 +104,7 @@ def assert_same_point(point, reference, rtol=1e-4, atol=1e-6):
 
 # -------------------------------------------------------- MAP against find_MAP
 
-@pytest.mark.parametrize('algo', ['adam', 'rprop'])
+@pytest.mark.parametrize('algo', ['adam', 'rprop', 'lbfgs', 'newton-cg'])
 def test_linear_regression_matches_find_map(algo):
     model = linear_regression()
     assert_same_point(find_map(model=model, algo=algo, progressbar=False), reference_map(model))
@@ -127,7 +127,7 @@ def test_compiled_backend_matches_find_map():
     assert_same_point(point, reference_map(model))
 
 
-@pytest.mark.parametrize('algo', ['adam', 'rprop'])
+@pytest.mark.parametrize('algo', ['adam', 'rprop', 'lbfgs'])
 def test_logistic_regression_matches_find_map(algo):
     model = logistic_regression()
     assert_same_point(find_map(model=model, algo=algo, progressbar=False), reference_map(model))
@@ -338,6 +338,16 @@ def test_minibatch_draws_a_new_batch_every_update():
     assert len(set(means)) > 45          # a fresh batch (nearly) every update
     assert len(set(losses)) > 45         # parameters are fixed (learning_rate=0): only the data moved
     np.testing.assert_allclose(np.mean(means), y.mean(), atol=3 * y.std() / np.sqrt(500))
+
+
+def test_full_batch_method_on_a_minibatch_model_is_refused():
+    X, y = regression_data(200, k=2)
+    X_mb, y_mb = pm.Minibatch(X, y, batch_size=10)
+    with pm.Model() as model:
+        b = pm.Normal('b', 0, 10, shape=2)
+        pm.Normal('y', pm.math.dot(X_mb, b), 1.0, observed=y_mb, total_size=200)
+    with pytest.raises(ValueError, match="algo='lbfgs' is a full-batch method.*pm.Minibatch"):
+        find_map(model=model, algo='lbfgs', progressbar=False)
 
 
 def test_minibatch_seed_is_reproducible():
