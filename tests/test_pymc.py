@@ -323,13 +323,19 @@ def test_missing_pymc_names_the_install(monkeypatch):
 
 # ------------------------------------------------------------------ minibatch
 
-def test_minibatch_draws_a_new_batch_every_update():
-    """pm.Minibatch hides its RandomVariable inside an OpFromGraph; the RNG must still advance."""
+def minibatch_regression():
+    """A 200-row regression seen through pm.Minibatch batches of 10: (model, y_mb, y)."""
     X, y = regression_data(200, k=2)
     X_mb, y_mb = pm.Minibatch(X, y, batch_size=10)
     with pm.Model() as model:
         b = pm.Normal('b', 0, 10, shape=2)
         pm.Normal('y', pm.math.dot(X_mb, b), 1.0, observed=y_mb, total_size=200)
+    return model, y_mb, y
+
+
+def test_minibatch_draws_a_new_batch_every_update():
+    """pm.Minibatch hides its RandomVariable inside an OpFromGraph; the RNG must still advance."""
+    model, y_mb, y = minibatch_regression()
     point, history = find_map(model=model, monitors={'batch_mean': y_mb.mean()}, max_updates=50,
                               anneal=0, learning_rate=0.0, seed=3, return_monitors=True,
                               progressbar=False)
@@ -341,11 +347,7 @@ def test_minibatch_draws_a_new_batch_every_update():
 
 
 def test_full_batch_method_on_a_minibatch_model_is_refused():
-    X, y = regression_data(200, k=2)
-    X_mb, y_mb = pm.Minibatch(X, y, batch_size=10)
-    with pm.Model() as model:
-        b = pm.Normal('b', 0, 10, shape=2)
-        pm.Normal('y', pm.math.dot(X_mb, b), 1.0, observed=y_mb, total_size=200)
+    model, _, _ = minibatch_regression()
     with pytest.raises(ValueError, match="algo='lbfgs' is a full-batch method.*pm.Minibatch"):
         find_map(model=model, algo='lbfgs', progressbar=False)
 
