@@ -73,6 +73,8 @@ def test_lean_call_matches_the_pytensor_function():
         fn = pytensor.function([x], [loss, pt.sqr(g[0]).sum()],
                                updates=[(p, p - 0.1 * d) for p, d in zip(params, g)])
         call = _compat.lean_caller(fn, 1) if lean else fn
+        if call is None and _compat.PYTENSOR_VERSION < (3,):
+            pytest.skip('PyTensor 2.x functions keep the normal call (no lean caller)')
         assert call is not None
         outs = [[float(o) for o in call(data)] for _ in range(4)]
         results.append((outs, [p.get_value() for p in params]))
