@@ -1,7 +1,6 @@
 """Checkpoints: exact resume (in a fresh process), atomic writes, refusals, signals."""
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import downhill
 from downhill import checkpoint as ck
 from downhill import interrupts
 from downhill.second_order import FullBatchOptimizer
-from util import build_rosen, linear_regression
+from util import linear_regression
 
 #: The library's algorithms with a compiled per-batch step (the full-batch methods, whose
 #: curvature memory lives in Python, have test_full_batch_resume_in_fresh_process_is_bit_for_bit).

@@ -1,7 +1,6 @@
 """Learning-rate and momentum schedules, the update counter, reduce_on_plateau,
 and reuse of the compiled step."""
 
-import logging
 import math
 
 import numpy as np
