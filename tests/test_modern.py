@@ -17,36 +17,22 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from pytensor.compile.mode import Mode
-from pytensor.link.vm import VMLinker
 
 import downhill
 import numpy_reference as ref
-from test_math import make_graph, make_problem
+from test_math import compile_step, make_graph, make_problem
 
 N_STEPS = 50
 RTOL = 1e-6
 ATOL = 1e-12
 SEED = 20240531
 
-_NO_REWRITE_MODE = Mode(VMLinker(use_cloop=False, c_thunks=False), optimizer=None)
-
-
-def compile_step(inputs, loss, updates):
-    mode = pytensor.config.mode
-    if str(mode).upper() == 'FAST_COMPILE':
-        mode = _NO_REWRITE_MODE
-    return pytensor.function(inputs, loss, updates=updates, mode=mode)
-
-
 # ----------------------------------------------------------------------------
 # the reference
 
 
-class AdamRef:
-    """t += 1 ; m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2 ;
-    amsgrad: vmax = max(vmax, v), used in place of v ;
-    s = alpha (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)"""
+class _MomentsRef:
+    """The hyperparameters and counter the Adam family shares."""
 
     needs_hv = False
 
@@ -55,9 +41,18 @@ class AdamRef:
         self.eps = hyper['rms_regularizer']
         self.b1 = ref.halflife_to_gamma(hyper['beta1_halflife'])
         self.b2 = ref.halflife_to_gamma(hyper['beta2_halflife'])
-        self.amsgrad = hyper['amsgrad']
         self.t = 0
         self.m = np.zeros(shape, dtype)
+
+
+class AdamRef(_MomentsRef):
+    """t += 1 ; m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) g^2 ;
+    amsgrad: vmax = max(vmax, v), used in place of v ;
+    s = alpha (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)"""
+
+    def __init__(self, shape, dtype, hyper):
+        super().__init__(shape, dtype, hyper)
+        self.amsgrad = hyper['amsgrad']
         self.v = np.zeros(shape, dtype)
         self.vmax = np.zeros(shape, dtype)
 
@@ -85,19 +80,12 @@ class AdamWRef(AdamRef):
         return super().step(g, p) + self.alpha * self.decay * p
 
 
-class AdamaxRef:
+class AdamaxRef(_MomentsRef):
     """Kingma & Ba, algorithm 2: m = b1 m + (1 - b1) g ; u = max(b2 u, |g|) ;
     s = alpha / (1 - b1^t) m / (u + eps)"""
 
-    needs_hv = False
-
     def __init__(self, shape, dtype, hyper):
-        self.alpha = hyper['learning_rate']
-        self.eps = hyper['rms_regularizer']
-        self.b1 = ref.halflife_to_gamma(hyper['beta1_halflife'])
-        self.b2 = ref.halflife_to_gamma(hyper['beta2_halflife'])
-        self.t = 0
-        self.m = np.zeros(shape, dtype)
+        super().__init__(shape, dtype, hyper)
         self.u = np.zeros(shape, dtype)
 
     def step(self, g, p):
@@ -107,23 +95,16 @@ class AdamaxRef:
         return self.alpha / (1 - self.b1 ** self.t) * self.m / (self.u + self.eps)
 
 
-class NAdamRef:
+class NAdamRef(_MomentsRef):
     """torch.optim.NAdam (Dozat 2016, algorithm 2):
     mu_t = b1 (1 - 0.5 * 0.96^(t psi)), mu_{t+1} likewise, P *= mu_t ;
     m, v as Adam ; d = sqrt(v / (1 - b2^t)) + eps ;
     s = alpha [(1 - mu_t) / (1 - P) g + mu_{t+1} / (1 - P mu_{t+1}) m] / d"""
 
-    needs_hv = False
-
     def __init__(self, shape, dtype, hyper):
-        self.alpha = hyper['learning_rate']
-        self.eps = hyper['rms_regularizer']
-        self.b1 = ref.halflife_to_gamma(hyper['beta1_halflife'])
-        self.b2 = ref.halflife_to_gamma(hyper['beta2_halflife'])
+        super().__init__(shape, dtype, hyper)
         self.psi = hyper['momentum_decay']
-        self.t = 0
         self.product = 1.0
-        self.m = np.zeros(shape, dtype)
         self.v = np.zeros(shape, dtype)
 
     def step(self, g, p):
