@@ -15,7 +15,8 @@ def _wrap(data, name, batch_size, iteration_size):
 
 def minimize(loss, train, valid=None, params=None, inputs=None, algo='rmsprop', updates=(),
              monitors=(), monitor_gradients=False, batch_size=32, train_batches=None,
-             valid_batches=None, mode=None, constraints=None, quick_start=True, **kwargs):
+             valid_batches=None, mode=None, constraints=None, quick_start=True, fast_tanh=True,
+             **kwargs):
     """Minimize a loss in one call.
 
     Builds the optimizer named ``algo`` (see :func:`downhill.build`) and runs
@@ -30,7 +31,7 @@ def minimize(loss, train, valid=None, params=None, inputs=None, algo='rmsprop', 
         Training data; raw arrays are batched with ``batch_size``.
     valid : same forms, optional
         Validation data (default: ``train``).
-    params, inputs, updates, monitors, monitor_gradients, mode, constraints, quick_start
+    params, inputs, updates, monitors, monitor_gradients, mode, constraints, quick_start, fast_tanh
         As for :func:`downhill.build` (``constraints``: projections and
         proximal operators from :mod:`downhill.prox`).
     algo : str
@@ -53,5 +54,5 @@ def minimize(loss, train, valid=None, params=None, inputs=None, algo='rmsprop', 
         valid = _wrap(valid, 'valid', batch_size, valid_batches)
     opt = build(algo, loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
                 monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
-                quick_start=quick_start)
+                quick_start=quick_start, fast_tanh=fast_tanh)
     return opt.minimize(train, valid, batch_size=batch_size, **kwargs)

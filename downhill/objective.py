@@ -34,6 +34,7 @@ import pytensor.tensor as pt
 
 from . import _compat
 from .dataset import Dataset, _take
+from .fast_tanh import replace_float32_tanh
 
 log = logging.getLogger('downhill')
 
@@ -75,9 +76,12 @@ class FlatObjective:
     mode : PyTensor mode or None
     hessian : bool
         Also compile the Hessian-vector product.
+    fast_tanh : bool
+        Compute float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`.
     """
 
-    def __init__(self, params, loss, monitors, grads, inputs, mode=None, hessian=False):
+    def __init__(self, params, loss, monitors, grads, inputs, mode=None, hessian=False,
+                 fast_tanh=False):
         self.params = list(params)
         self.shapes = [p.get_value(borrow=True).shape for p in self.params]
         self.sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
@@ -87,6 +91,9 @@ class FlatObjective:
         self._batches = [[]]
         theta = pt.vector('theta', dtype='float64')
         givens = list(zip(self.params, self._unflatten(theta)))
+        if fast_tanh:
+            exprs = replace_float32_tanh(list(monitors) + list(grads))
+            monitors, grads = exprs[:len(monitors)], exprs[len(monitors):]
         flat_grad = _flatten(grads)
         self._fg = pytensor.function(list(inputs) + [theta], list(monitors) + [flat_grad],
                                      givens=givens, mode=mode, on_unused_input='ignore',

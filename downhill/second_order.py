@@ -74,7 +74,8 @@ class FullBatchOptimizer(Optimizer):
     _bounded = True
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None, quick_start=True):
+                 monitor_gradients=False, mode=None, constraints=None, quick_start=True,
+                 fast_tanh=True):
         name = _algorithm_key(type(self).__name__)
         if updates:
             raise TypeError(
@@ -83,7 +84,7 @@ class FullBatchOptimizer(Optimizer):
                 'per iteration')
         super().__init__(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
                          monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
-                         quick_start=quick_start)
+                         quick_start=quick_start, fast_tanh=fast_tanh)
         self._check_bounds(name)
         if graph.random_updates([loss]):
             log.warning('%s: the loss draws random numbers; a full-batch method keeps the draws '
@@ -248,7 +249,7 @@ class FullBatchOptimizer(Optimizer):
         if self._objective is None:
             self._objective = FlatObjective(self._params, self._loss, self._monitor_exprs,
                                             self._grads, self._inputs, mode=self._mode,
-                                            hessian=self._hessian)
+                                            hessian=self._hessian, fast_tanh=self._fast_tanh)
         return self._objective
 
     def _bounds(self, objective):

@@ -1,0 +1,109 @@
+"""A float32 ``tanh`` that is faster and more accurate than the one PyTensor compiles.
+
+PyTensor's Numba backend (and its C backend) turns ``tanh`` into a loop that
+calls the C library's scalar ``tanhf`` once per element: about 20 ns each,
+7x slower than NumPy's SIMD ``tanh`` (``benchmarks/repro_numba_tanh.py``),
+and on the MLP benchmark more than half of each update. It is also not
+correctly rounded: off by up to 2.2 ulp, for 20% of float32 inputs.
+
+:func:`rational_tanh` computes ``tanh(x) = x P(x^2) / Q(x^2)`` for
+``|x| <= 9.1`` (beyond it the float32 result is +-1) in float64 and rounds the
+result to float32. It is only multiplications, additions and one division,
+which the compiler vectorizes, and its relative error (1.6e-12) is far below
+float32's resolution: the result is the correctly rounded ``tanh`` for all but
+~1e-5 of inputs (those within 1.6e-12 of a rounding boundary), each off by at
+most 0.5 ulp plus that. ``benchmarks/fit_tanh.py`` derives the coefficients
+and checks every float32. :func:`replace_float32_tanh` puts it in place of
+every float32 ``tanh`` of the functions downhill compiles (``build(...,
+fast_tanh=False)`` keeps PyTensor's). float64 ``tanh`` is left alone.
+"""
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.compile.mode import get_mode
+from pytensor.graph.replace import graph_replace
+from pytensor.scalar import basic as scalar
+from pytensor.tensor.elemwise import Elemwise
+
+from . import _compat
+
+#: Where the approximation stops: float32(tanh(x)) == 1 for every float32 x >= 9.0109.
+CLAMP = 9.1
+#: Coefficients of P and Q in powers of x**2, lowest first (``benchmarks/fit_tanh.py``).
+P = (0.9999999999984446, 0.1434741314439192, 0.004766964511171749, 5.2079924012952253e-05,
+     1.8662206471433286e-07, 1.5319062845027855e-10)
+Q = (1.0, 0.4768074647606908, 0.030369452797914077, 0.0005691561612691183,
+     3.6228015140364627e-06, 6.745132202802344e-09, 1.6480478381546712e-12)
+
+
+def _horner(coefs, u):
+    out = pt.constant(np.float64(coefs[-1]))
+    for c in coefs[-2::-1]:
+        out = out * u + np.float64(c)
+    return out
+
+
+def rational_tanh(x):
+    """``tanh(x)`` for a float32 expression ``x``, evaluated in float64, as float32.
+
+    .. math::
+
+        \\tanh x \\approx x\\,\\frac{P(x^2)}{Q(x^2)}, \\quad |x| \\le 9.1
+
+    with ``P`` of degree 5 and ``Q`` of degree 6 (:data:`P`, :data:`Q`). NaN
+    stays NaN, ``+-inf`` gives ``+-1``, ``-0.0`` gives ``-0.0``.
+    """
+    if x.ndim >= 2:
+        # A flat view is a boundary that PyTensor's elementwise fusion does not
+        # cross. Fused with a broadcasting producer (``dot(x, W) + b``), the
+        # Numba loop is not vectorized and takes 3x longer than the
+        # separate add and tanh loops (benchmarks/repro_numba_tanh.py).
+        return fused_rational_tanh(x.flatten()).reshape(x.shape)
+    return fused_rational_tanh(x)
+
+
+def fused_rational_tanh(x):
+    """:func:`rational_tanh` without the flat view: fusable with its neighbours."""
+    wide = pt.clip(pt.cast(x, 'float64'), -CLAMP, CLAMP)
+    u = wide * wide
+    return pt.cast(wide * _horner(P, u) / _horner(Q, u), 'float32')
+
+
+def _is_float32_tanh(node):
+    return (isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, scalar.Tanh)
+            and node.outputs[0].dtype == 'float32')
+
+
+def calls_libm_tanh(mode):
+    """Whether ``mode`` (None, a name or a Mode) compiles ``tanh`` to a scalar libm call.
+
+    JAX, PyTorch and MLX have their own vectorized ``tanh`` (and JAX may run
+    without float64), so their graphs are left as they are.
+    """
+    linker = type(get_mode(mode).linker).__name__
+    return not any(name in linker for name in ('JAX', 'PyTorch', 'MLX'))
+
+
+def _float32_tanhs(outputs):
+    return [node for node in _compat.applys_between(_compat.graph_inputs(outputs), outputs)
+            if _is_float32_tanh(node)]
+
+
+def replace_float32_tanh(outputs):
+    """``outputs`` (a list of expressions) with every float32 ``tanh`` made :func:`rational_tanh`.
+
+    The list is returned as it is when there is none. All outputs are
+    rewritten together, so a node they share (a random draw downstream of a
+    ``tanh`` and its generator's update) stays one node.
+    """
+    outputs = list(outputs)
+    found = _float32_tanhs(outputs)
+    while found:
+        # A replacement is built on its tanh's input as it is: replace first
+        # the tanhs with no other tanh upstream, then the next layer.
+        first = [node for node in found if not _float32_tanhs(node.inputs)]
+        outputs = graph_replace(outputs, {
+            out: out.type.filter_variable(rational_tanh(node.inputs[0]))
+            for node in first for out in node.outputs})
+        found = _float32_tanhs(outputs)
+    return outputs
