@@ -652,11 +652,13 @@ class Optimizer:
         inputs, outputs, updates = list(self._inputs), list(self._monitor_exprs), updates + rngs
 
         def make(mode):
-            return pytensor.function(inputs, outputs, updates=updates, mode=mode,
+            outs, ups = outputs, updates
+            if self._fast_tanh:
+                exprs = replace_float32_tanh(outputs + [e for _, e in updates],
+                                             flat=not compiling.is_quick(mode))
+                outs, ups = exprs[:len(outputs)], list(zip([v for v, _ in updates], exprs[len(outputs):]))
+            return pytensor.function(inputs, outs, updates=ups, mode=mode,
                                      on_unused_input='ignore', name=name)
-        if self._fast_tanh:
-            exprs = replace_float32_tanh(outputs + [e for _, e in updates])
-            outputs, updates = exprs[:len(outputs)], list(zip([v for v, _ in updates], exprs[len(outputs):]))
         lean = all(type(v.type).__name__ == 'TensorType' for v in inputs)
         return compiling.compile_function(make, self._mode, len(inputs), lean, self._quick_start, name)
 

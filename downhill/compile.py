@@ -9,7 +9,7 @@ later one runs:
   ``FAST_COMPILE`` (Python ``perform`` methods, few rewrites) is ready in a
   fraction of a second but runs each step 50-100x slower.
 - **A quick start** (:class:`Background`): the first updates run through a
-  Python-linker version (:func:`quick_mode`) of the step while the final version compiles in a
+  Python-linker version (:func:`downhill.quick.quick_mode`) of the step while the final version compiles in a
   daemon thread; every call after it is ready uses it. Both versions read and
   write the same shared variables (parameters and algorithm state live in
   their storage cells, not in the compiled functions) and compute the same
@@ -27,25 +27,9 @@ import threading
 import time
 
 from . import _compat
+from .quick import quick_mode
 
 log = logging.getLogger('downhill')
-
-_QUICK_MODE = None
-
-
-def quick_mode():
-    """The mode of the first updates while the final step compiles.
-
-    PyTensor's Python linker with no graph rewrites at all: it compiles in
-    0.05-0.2 s (``FAST_COMPILE`` takes 0.5-0.9 s for the first function of a
-    process, mostly importing ``setuptools`` and ``pytensor.sparse`` for its
-    C-linker checks and shape rewrites) and runs each step with NumPy.
-    """
-    global _QUICK_MODE
-    if _QUICK_MODE is None:
-        from pytensor.compile.mode import Mode
-        _QUICK_MODE = Mode(linker='py', optimizer=None)
-    return _QUICK_MODE
 
 # Background compilations run one at a time: two would only compete for the
 # GIL (PyTensor's rewrites and Numba's typing are Python code) and PyTensor's
@@ -105,13 +89,16 @@ class Background:
                                         name=f'downhill-compile-{name}', daemon=True)
         self._started = False
         self._followers = []
-        #: While compiling, each call of the quick function is followed by a
-        #: sleep of this many times its duration. The compiler (PyTensor's
+        #: While compiling, each call of the quick function is preceded by a
+        #: sleep of this many times the duration of the one before (not
+        #: followed: the caller gets each result, the first update above all,
+        #: without waiting). The compiler (PyTensor's
         #: rewrites, Numba's typing) needs the GIL too, and a thread that keeps
         #: it busy slows a compile that releases it often (every LLVM call
         #: through ctypes) by 3x or more; the final step is worth 50-100
         #: quick ones, so the compiler comes first.
         self.yield_share = 4.0
+        self._owed = 0.0
         #: The arguments of the first call (the final function is compiled for their types).
         self.sample = None
         #: Start compiling at the first call (else only when :meth:`start`,
@@ -184,14 +171,19 @@ class Background:
         final = self.ready()
         if final is not None:
             return final(*args)
+        if self._owed:
+            # leave the GIL to the compiler for as long as the last call held it (yield_share),
+            # and wake up as soon as the final function is ready
+            self._done.wait(self._owed)
+            final = self.ready()
+            if final is not None:
+                return final(*args)
         started = time.perf_counter()
         out = self.quick(*args)
         if self.sample is None:
             self.sample = args
         self.kick()
-        if self._started and not self._done.is_set():
-            # Leave the GIL to the compiler for as long as this call held it: see yield_share.
-            time.sleep((time.perf_counter() - started) * self.yield_share)
+        self._owed = (time.perf_counter() - started) * self.yield_share if self._started else 0.0
         return out
 
 

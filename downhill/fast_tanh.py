@@ -16,6 +16,9 @@ most 0.5 ulp plus that. ``benchmarks/fit_tanh.py`` derives the coefficients
 and checks every float32. :func:`replace_float32_tanh` puts it in place of
 every float32 ``tanh`` of the functions downhill compiles (``build(...,
 fast_tanh=False)`` keeps PyTensor's). float64 ``tanh`` is left alone.
+
+The Python-linker functions of downhill's quick start compute the same
+formula with NumPy (:mod:`downhill.quick`), to the same bits.
 """
 
 import numpy as np
@@ -37,13 +40,13 @@ Q = (1.0, 0.4768074647606908, 0.030369452797914077, 0.0005691561612691183,
 
 
 def _horner(coefs, u):
-    out = pt.constant(np.float64(coefs[-1]))
+    out = coefs[-1]
     for c in coefs[-2::-1]:
-        out = out * u + np.float64(c)
+        out = out * u + c
     return out
 
 
-def rational_tanh(x):
+def rational_tanh(x, flat=True):
     """``tanh(x)`` for a float32 expression ``x``, evaluated in float64, as float32.
 
     .. math::
@@ -52,21 +55,29 @@ def rational_tanh(x):
 
     with ``P`` of degree 5 and ``Q`` of degree 6 (:data:`P`, :data:`Q`). NaN
     stays NaN, ``+-inf`` gives ``+-1``, ``-0.0`` gives ``-0.0``.
+
+    With ``flat`` (for compiled modes), ``x`` of 2 or more dimensions is
+    computed on a flat view: a boundary that PyTensor's elementwise fusion
+    does not cross. Fused with a broadcasting producer (``dot(x, W) + b``),
+    the Numba loop is not vectorized and takes 3x longer than the separate add
+    and tanh loops (benchmarks/repro_numba_tanh.py). The values are the same.
     """
-    if x.ndim >= 2:
-        # A flat view is a boundary that PyTensor's elementwise fusion does not
-        # cross. Fused with a broadcasting producer (``dot(x, W) + b``), the
-        # Numba loop is not vectorized and takes 3x longer than the
-        # separate add and tanh loops (benchmarks/repro_numba_tanh.py).
-        return fused_rational_tanh(x.flatten()).reshape(x.shape)
-    return fused_rational_tanh(x)
-
-
-def fused_rational_tanh(x):
-    """:func:`rational_tanh` without the flat view: fusable with its neighbours."""
+    if flat and x.ndim >= 2:
+        return rational_tanh(x.flatten(), flat=False).reshape(x.shape)
     wide = pt.clip(pt.cast(x, 'float64'), -CLAMP, CLAMP)
     u = wide * wide
-    return pt.cast(wide * _horner(P, u) / _horner(Q, u), 'float32')
+    coefs = [np.float64(c) for c in P], [np.float64(c) for c in Q]
+    return pt.cast(wide * _horner(coefs[0], u) / _horner(coefs[1], u), 'float32')
+
+
+def numpy_rational_tanh(x, p=P, q=Q):
+    """:func:`rational_tanh` of a float32 array, in NumPy, in the same order of operations.
+
+    ``p`` and ``q``: other coefficients to try (``benchmarks/fit_tanh.py``).
+    """
+    wide = np.clip(np.asarray(x, dtype=np.float64), -CLAMP, CLAMP)
+    u = wide * wide
+    return (wide * _horner(p, u) / _horner(q, u)).astype(np.float32)
 
 
 def _is_float32_tanh(node):
@@ -89,10 +100,11 @@ def _float32_tanhs(outputs):
             if _is_float32_tanh(node)]
 
 
-def replace_float32_tanh(outputs):
+def replace_float32_tanh(outputs, flat=True):
     """``outputs`` (a list of expressions) with every float32 ``tanh`` made :func:`rational_tanh`.
 
-    The list is returned as it is when there is none. All outputs are
+    ``flat``: as for :func:`rational_tanh` (False for the Python linker:
+    building a flat view imports ``pytensor.sparse``, 0.2 s). The list is returned as it is when there is none. All outputs are
     rewritten together, so a node they share (a random draw downstream of a
     ``tanh`` and its generator's update) stays one node.
     """
@@ -103,7 +115,7 @@ def replace_float32_tanh(outputs):
         # the tanhs with no other tanh upstream, then the next layer.
         first = [node for node in found if not _float32_tanhs(node.inputs)]
         outputs = graph_replace(outputs, {
-            out: out.type.filter_variable(rational_tanh(node.inputs[0]))
+            out: out.type.filter_variable(rational_tanh(node.inputs[0], flat))
             for node in first for out in node.outputs})
         found = _float32_tanhs(outputs)
     return outputs

@@ -33,6 +33,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from . import _compat
+from . import compile as compiling
 from .dataset import Dataset, _take
 from .fast_tanh import replace_float32_tanh
 
@@ -91,17 +92,20 @@ class FlatObjective:
         self._batches = [[]]
         theta = pt.vector('theta', dtype='float64')
         givens = list(zip(self.params, self._unflatten(theta)))
+        monitors, grads = list(monitors), list(grads)
+        vector = pt.vector('v', dtype='float64')
+        # the products are taken of the exact gradient, before tanh is replaced
+        products = _compat.rop(grads, self.params, self._unflatten(vector)) if hessian else []
         if fast_tanh:
-            exprs = replace_float32_tanh(list(monitors) + list(grads))
-            monitors, grads = exprs[:len(monitors)], exprs[len(monitors):]
-        flat_grad = _flatten(grads)
-        self._fg = pytensor.function(list(inputs) + [theta], list(monitors) + [flat_grad],
+            exprs = replace_float32_tanh(monitors + grads + products,
+                                         flat=not compiling.is_quick(mode))
+            n, m = len(monitors), len(grads)
+            monitors, grads, products = exprs[:n], exprs[n:n + m], exprs[n + m:]
+        self._fg = pytensor.function(list(inputs) + [theta], monitors + [_flatten(grads)],
                                      givens=givens, mode=mode, on_unused_input='ignore',
                                      name='loss_and_gradient')
         self._hv = None
         if hessian:
-            vector = pt.vector('v', dtype='float64')
-            products = _compat.rop(list(grads), self.params, self._unflatten(vector))
             self._hv = pytensor.function(list(inputs) + [theta, vector], _flatten(products),
                                          givens=givens, mode=mode, on_unused_input='ignore',
                                          name='hessian_vector')
