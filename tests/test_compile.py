@@ -139,6 +139,28 @@ def test_background_switches_and_keeps_state():
     assert s.get_value() == 3.0
 
 
+def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(monkeypatch):
+    gate = threading.Event()
+    fn, s = make_background(gate=gate)
+    waits = []
+    done = fn._done
+
+    class Recording:
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            gate.set()  # the compiler finishes while the caller yields
+            return done.wait(10)
+
+        def __getattr__(self, name):
+            return getattr(done, name)
+    monkeypatch.setattr(fn, '_done', Recording())
+    assert float(fn()[0]) == 0.0  # quick version, returned at once
+    assert waits == [] and fn._owed > 0
+    assert float(fn()[0]) == 2.0  # yielded, then ran the final version ready meanwhile
+    assert len(waits) == 1 and waits[0] == pytest.approx(fn._owed)
+    assert fn.final is not None and s.get_value() == 2.0
+
+
 def test_background_error_is_raised_in_the_callers_thread():
     fn, s = make_background(fail=True)
     fn()  # the quick version runs; the final one fails to compile in the background
