@@ -18,7 +18,11 @@ every float32 ``tanh`` of the functions downhill compiles (``build(...,
 fast_tanh=False)`` keeps PyTensor's). float64 ``tanh`` is left alone.
 
 The Python-linker functions of downhill's quick start compute the same
-formula with NumPy (:mod:`downhill.quick`), to the same bits.
+formula with NumPy (:mod:`downhill.quick`). PyTensor's Numba backend compiles
+with fast-math flags (contraction into fused multiply-adds, reciprocals), so
+its float64 intermediate values may differ in the last bit; rounded to
+float32, the results agree but for inputs within ~1e-16 of a rounding
+boundary.
 """
 
 import numpy as np
@@ -66,8 +70,9 @@ def rational_tanh(x, flat=True):
         return rational_tanh(x.flatten(), flat=False).reshape(x.shape)
     wide = pt.clip(pt.cast(x, 'float64'), -CLAMP, CLAMP)
     u = wide * wide
-    coefs = [np.float64(c) for c in P], [np.float64(c) for c in Q]
-    return pt.cast(wide * _horner(coefs[0], u) / _horner(coefs[1], u), 'float32')
+    # float64 constants whatever floatX is (a Python float may become a float32 one)
+    num, den = (_horner([np.float64(c) for c in coefs], u) for coefs in (P, Q))
+    return pt.cast(wide * num / den, 'float32')
 
 
 def numpy_rational_tanh(x, p=P, q=Q):
@@ -104,9 +109,10 @@ def replace_float32_tanh(outputs, flat=True):
     """``outputs`` (a list of expressions) with every float32 ``tanh`` made :func:`rational_tanh`.
 
     ``flat``: as for :func:`rational_tanh` (False for the Python linker:
-    building a flat view imports ``pytensor.sparse``, 0.2 s). The list is returned as it is when there is none. All outputs are
-    rewritten together, so a node they share (a random draw downstream of a
-    ``tanh`` and its generator's update) stays one node.
+    building a flat view imports ``pytensor.sparse``, 0.2 s). The list is
+    returned as it is when there is none. All outputs are rewritten together,
+    so a node they share (a random draw downstream of a ``tanh`` and its
+    generator's update) stays one node.
     """
     outputs = list(outputs)
     found = _float32_tanhs(outputs)
