@@ -1,7 +1,7 @@
 """Derive and check the coefficients of ``downhill.fast_tanh``.
 
     python -m benchmarks.fit_tanh            # fit, print the coefficients, sample check
-    python -m benchmarks.fit_tanh --all      # also every positive float32 below the clamp (~1 min)
+    python -m benchmarks.fit_tanh --all      # also every positive float32 below 9.6 (~2 min)
 
 The approximation is ``tanh(x) ~ x P(x^2) / Q(x^2)`` on ``|x| <= CLAMP``,
 evaluated in float64 and rounded to float32. ``P`` (degree 5) and ``Q``

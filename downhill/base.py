@@ -101,7 +101,7 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     fast_tanh : bool, optional
         Compute every float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`
         (default True): a rational function evaluated in float64, correctly
-        rounded for all but ~1e-5 of inputs and several times faster than the
+        rounded for all but 2 in a million inputs, several times faster than the
         scalar C-library call PyTensor's Numba and C backends make, which is
         off by up to 2 ulp. False keeps PyTensor's ``tanh``; float64 ``tanh``
         and the JAX, PyTorch and MLX modes are never changed.
