@@ -5,7 +5,9 @@
 
 Each (size, implementation) runs in its own process: ``downhill`` (``iterate()``
 with default settings: a validation every 10 updates, the best parameters
-copied at each improvement) and ``raw`` (one ``pytensor.function`` with the
+copied at each improvement; the first updates run through the quick start's
+Python-linker step, the timed ones through the final step),
+``downhill-compiled`` (the same with ``quick_start=False``) and ``raw`` (one ``pytensor.function`` with the
 same update formulas, :func:`benchmarks.problems.raw_updates`). A process
 reports updates/s (best of ``--windows`` timed windows after a warm-up) and
 its peak resident memory (``VmHWM`` in ``/proc/self/status``) above its
@@ -60,7 +62,7 @@ def worker(n, algo, impl, seconds, windows, mode):
             for _ in range(k):
                 fn()
     else:
-        opt = downhill.build(algo, loss)
+        opt = downhill.build(algo, loss, quick_start=impl == 'downhill')
         steps = opt.iterate(None, patience=10 ** 9, **P.downhill_kwargs(problem))
 
         def run(k):
@@ -69,6 +71,8 @@ def worker(n, algo, impl, seconds, windows, mode):
     started = time.perf_counter()
     run(1)
     first = time.perf_counter() - started
+    if impl != 'raw':
+        opt.wait_compiled()  # time the final step (the peak includes the quick updates)
     k = 1
     while True:  # warm up, and find a count that takes about seconds / windows
         started = time.perf_counter()
@@ -86,7 +90,7 @@ def worker(n, algo, impl, seconds, windows, mode):
     value = float(loss.eval()) if impl == 'raw' else float(opt.evaluate(None)['loss'])
     return dict(n=n, algo=algo, impl=impl, ups=max(rates), ups_all=rates, first_s=first,
                 base_bytes=base, peak_bytes=status('VmHWM'), param_bytes=8 * n, loss=value,
-                mode=mode or pytensor.config.mode)
+                mode=str(mode or pytensor.config.mode))
 
 
 def run_all(sizes, algos, impls, seconds, windows, mode, python=sys.executable):
@@ -142,7 +146,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m benchmarks.scale_params', description=__doc__.split('\n')[0])
     p.add_argument('--sizes', default=DEFAULT_SIZES, help=f'comma list (default {DEFAULT_SIZES})')
     p.add_argument('--algo', default='adam', help='comma list of adam,rmsprop (default adam)')
-    p.add_argument('--impl', default='raw,downhill', help='comma list of raw,downhill')
+    p.add_argument('--impl', default='raw,downhill',
+                   help='comma list of raw, downhill, downhill-compiled (quick_start=False)')
     p.add_argument('--seconds', type=float, default=3.0, help='timed seconds per size (default 3)')
     p.add_argument('--windows', type=int, default=3, help='timed windows per size (default 3)')
     p.add_argument('--mode', default=None, help="PyTensor mode (default: PyTensor's default, Numba)")
