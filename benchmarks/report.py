@@ -166,9 +166,7 @@ def markdown(meta, rows):
         f'(linker {v.get("pytensor_linker", "?")}), blas__ldflags `{v.get("blas__ldflags", "?")}`; '
         f'{meta["threads"]} threads per worker'
         + ('; workers run with MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=256 MiB'
-           if meta.get('malloc_keep') else '')
-        + (f'; downhill iterates with blas_threads={meta["blas_threads"]}'
-           if meta.get('blas_threads') else ''),
+           if meta.get('malloc_keep') else ''),
         f'- {meta["rounds"]} timed process(es) per implementation x {meta["windows"]} windows of '
         f'~{meta["target_s"]} s; upd/s is the median over all windows (wall clock); '
         '"upd per CPU-s" divides by the CPU time of the worker process instead (all its threads), '

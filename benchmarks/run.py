@@ -104,9 +104,6 @@ def parse_args(argv=None):
     p.add_argument('--no-quick-start', action='store_true',
                    help="build downhill with quick_start=False (compile the final step before the "
                         'first update, as the raw function does)')
-    p.add_argument('--blas-threads', type=int, default=None,
-                   help="downhill's iterate(blas_threads=N): BLAS threads while its loop computes "
-                        '(needs threadpoolctl; see downhill/blas.py)')
     p.add_argument('--no-trust', action='store_true',
                    help='do not time the trust_input=True variants')
     p.add_argument('--compiledir', default=None,
@@ -202,7 +199,7 @@ class Orchestrator:
                     target_s=a.target_s, windows=a.windows, warmup_s=min(0.3, 3 * a.target_s),
                     check_steps=a.check_steps, downhill_path=a.downhill_path,
                     variants=[] if a.no_trust else ['trust'],
-                    quick_start=False if a.no_quick_start else None, blas_threads=a.blas_threads)
+                    quick_start=False if a.no_quick_start else None)
 
     def run(self):
         a = self.args
@@ -296,7 +293,7 @@ class Orchestrator:
             command='python -m benchmarks ' + ' '.join(sys.argv[1:]),
             nproc=os.cpu_count(), cpu=cpu, platform=platform.platform(),
             loadavg_end=_loadavg(), loadavg_range=report.loadavg_range(self.results), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
-            size=a.size, malloc_keep=a.malloc_keep, quick_start=not a.no_quick_start, blas_threads=a.blas_threads, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
+            size=a.size, malloc_keep=a.malloc_keep, quick_start=not a.no_quick_start, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
             cold=not a.no_cold and not a.compiledir, git_commit=commit, downhill_dirty=dirty,
             downhill=dl, versions=versions)
 

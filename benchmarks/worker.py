@@ -177,11 +177,8 @@ class DownhillRunner(Runner):
             train, valid = self.sched, [list(self.batches[0])]
             self.per_pass = len(self.batches)
             self.sched.pass_len = 1
-        loop = {}
-        if self.cfg.get('blas_threads') is not None:
-            loop['blas_threads'] = self.cfg['blas_threads']
         self.it = self.opt.iterate(train, valid, validate_every=10 ** 9, patience=10 ** 9,
-                                   **self.P.downhill_kwargs(self.problem), **loop)
+                                   **self.P.downhill_kwargs(self.problem))
         monitors, _ = next(self.it)
         self.done = 1
         return float(monitors['loss'])

@@ -20,7 +20,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
 from . import checkpoint as checkpoints
-from . import blas, compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
+from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, Dataset, Passes, as_dataset
 from .fast_tanh import calls_libm_tanh, replace_float32_tanh
 from .logs import IMPROVED, Progress, format_monitors
@@ -852,7 +852,7 @@ class Optimizer:
 
     def iterate(self, train=None, valid=None, max_updates=None, patience=5, validate_every=10,
                 min_improvement=0, batch_size=32, reset=False, checkpoint=None,
-                checkpoint_every=None, on_nonfinite='stop', blas_threads=None, **kwargs):
+                checkpoint_every=None, on_nonfinite='stop', **kwargs):
         """Optimize, yielding monitors after each iteration (one pass over ``train``).
 
         Parameters
@@ -897,10 +897,6 @@ class Optimizer:
             parameters; ``'skip'`` makes the compiled step discard any update
             whose loss, gradients or new parameters are not finite, counts
             and logs them, and continues. See :mod:`downhill.nonfinite`.
-        blas_threads : int, optional
-            Threads BLAS may use while the loop computes (default: the
-            process's setting); lifted before each yield. Needs
-            threadpoolctl. See :mod:`downhill.blas`.
         **kwargs
             Hyperparameters: ``learning_rate``, ``momentum``, ``nesterov``,
             ``max_gradient_norm``, ``max_gradient_elem`` and the algorithm's
@@ -918,7 +914,6 @@ class Optimizer:
             For a bad argument, before anything changes (the optimizer's
             shared variables keep their values).
         """
-        limit = blas.limiter(blas_threads)
         settings = self._settings()
         try:
             run = self._start(train, valid, max_updates, patience, validate_every, min_improvement,
@@ -926,8 +921,7 @@ class Optimizer:
         except BaseException:
             self._restore_settings(settings)
             raise
-        loop = self._loop(*run)
-        return loop if limit is None else blas.limit_between_yields(loop, limit)
+        return self._loop(*run)
 
     def _start(self, train, valid, max_updates, patience, validate_every, min_improvement,
                batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs):
