@@ -14,3 +14,16 @@ def status(field):
     except OSError:
         return None
     return None
+
+
+def write_results(rows, table, json_path=None, md_path=None):
+    """Print the Markdown ``table``; write ``rows`` (with the command line) and the table as asked."""
+    import json
+    import sys
+    print(table)
+    if json_path:
+        with open(json_path, 'w') as f:
+            json.dump(dict(rows=rows, python=sys.version, argv=sys.argv), f, indent=1)
+    if md_path:
+        with open(md_path, 'w') as f:
+            f.write(table)

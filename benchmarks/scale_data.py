@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from .memory import status
+from .memory import status, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -252,14 +252,7 @@ def main(argv=None):
         row = run_store(store, args)
         rows.append(row)
         print(markdown([row]).splitlines()[-1], flush=True)
-    table = markdown(rows)
-    print(table)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(rows=rows, python=sys.version, argv=sys.argv), f, indent=1)
-    if args.md:
-        with open(args.md, 'w') as f:
-            f.write(table)
+    write_results(rows, markdown(rows), args.json, args.md)
     return 0 if all(r['under_limit'] for r in rows if r['store'] != 'mapped') else 1
 
 

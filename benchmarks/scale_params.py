@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from . import problems as P
-from .memory import status
+from .memory import status, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -162,14 +162,7 @@ def main(argv=None):
     sizes = [int(float(s)) for s in args.sizes.split(',')]
     rows = run_all(sizes, args.algo.split(','), args.impl.split(','), args.seconds, args.windows,
                    args.mode)
-    table = markdown(rows)
-    print(table)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(rows=rows, python=sys.version, argv=sys.argv), f, indent=1)
-    if args.md:
-        with open(args.md, 'w') as f:
-            f.write(table)
+    write_results(rows, markdown(rows), args.json, args.md)
     return 0
 
 
