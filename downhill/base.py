@@ -22,7 +22,7 @@ from pytensor.tensor.sharedvar import TensorSharedVariable
 from . import checkpoint as checkpoints
 from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, Dataset, Passes, as_dataset
-from .fast_tanh import calls_libm_tanh, replace_float32_tanh
+from .fast_tanh import calls_libm_tanh, replace_for_mode
 from .logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
@@ -654,9 +654,8 @@ class Optimizer:
         def make(mode):
             outs, ups = outputs, updates
             if self._fast_tanh:
-                exprs = replace_float32_tanh(outputs + [e for _, e in updates],
-                                             flat=not compiling.is_quick(mode))
-                outs, ups = exprs[:len(outputs)], list(zip([v for v, _ in updates], exprs[len(outputs):]))
+                outs, news = replace_for_mode(mode, outputs, [e for _, e in updates])
+                ups = list(zip([v for v, _ in updates], news))
             return pytensor.function(inputs, outs, updates=ups, mode=mode,
                                      on_unused_input='ignore', name=name)
         lean = all(type(v.type).__name__ == 'TensorType' for v in inputs)

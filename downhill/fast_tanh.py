@@ -126,3 +126,18 @@ def replace_float32_tanh(outputs, flat=True):
             for node in first for out in node.outputs})
         found = _float32_tanhs(outputs)
     return outputs
+
+
+def replace_for_mode(mode, *groups):
+    """Each group (a list of expressions) rewritten by :func:`replace_float32_tanh`, for ``mode``.
+
+    All groups are rewritten together (what they share stays shared); the
+    flat view is left out for Python-linker modes.
+    """
+    everything = replace_float32_tanh([e for group in groups for e in group],
+                                      flat=not _compat.compiles_quickly(mode))
+    out, start = [], 0
+    for group in groups:
+        out.append(everything[start:start + len(group)])
+        start += len(group)
+    return out

@@ -33,9 +33,8 @@ import pytensor
 import pytensor.tensor as pt
 
 from . import _compat
-from . import compile as compiling
 from .dataset import Dataset, _take
-from .fast_tanh import replace_float32_tanh
+from .fast_tanh import replace_for_mode
 
 log = logging.getLogger('downhill')
 
@@ -97,10 +96,7 @@ class FlatObjective:
         # the products are taken of the exact gradient, before tanh is replaced
         products = _compat.rop(grads, self.params, self._unflatten(vector)) if hessian else []
         if fast_tanh:
-            exprs = replace_float32_tanh(monitors + grads + products,
-                                         flat=not compiling.is_quick(mode))
-            n, m = len(monitors), len(grads)
-            monitors, grads, products = exprs[:n], exprs[n:n + m], exprs[n + m:]
+            monitors, grads, products = replace_for_mode(mode, monitors, grads, products)
         self._fg = pytensor.function(list(inputs) + [theta], monitors + [_flatten(grads)],
                                      givens=givens, mode=mode, on_unused_input='ignore',
                                      name='loss_and_gradient')
