@@ -1350,15 +1350,15 @@ def _converter(var, index, where):
     sparse = 'sparse' in type(var.type).__module__
     static = tuple(getattr(var.type, 'shape', None) or ())
 
-    def convert(x):
-        if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim:
-            return x
-        return _coerce(x)
-
     if any(s is not None for s in static):
-        def convert(x):  # noqa: F811 -- with trust_input the static shape is checked here
+        def convert(x):  # with trust_input the static shape is checked here
             if (type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim
                     and all(w is None or w == g for w, g in zip(static, x.shape))):
+                return x
+            return _coerce(x)
+    else:
+        def convert(x):
+            if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim:
                 return x
             return _coerce(x)
 
