@@ -188,3 +188,46 @@ def precompile(fn, args):
     except Exception:  # noqa: BLE001 -- an optimization only: the first call compiles instead
         return False
     return True
+
+
+def with_stencil_fusion(mode, tag, op_type):
+    """``mode`` including the rewrites tagged ``tag``, when it runs on PyTensor 3's Numba backend.
+
+    ``op_type`` (:class:`downhill.stencil.StencilLoop`) is registered with the
+    backend first: its ``numba_source()`` becomes a Numba function calling the
+    scalar op's own Numba version, cached on disk like PyTensor's generated
+    code. Any other mode (and PyTensor 2.x) is returned as it is.
+    """
+    from pytensor.compile.mode import get_mode
+    resolved = get_mode(mode)
+    if 'Numba' not in type(resolved.linker).__name__ or not _register_stencil_loop(op_type):
+        return mode
+    return resolved.including(tag)
+
+
+_STENCIL_REGISTERED = {}
+
+
+def _register_stencil_loop(op_type):
+    if op_type in _STENCIL_REGISTERED:
+        return _STENCIL_REGISTERED[op_type]
+    try:
+        from pytensor.link.numba.cache import compile_numba_function_src
+        from pytensor.link.numba.dispatch.basic import (
+            numba_funcify_and_cache_key, numba_njit, register_funcify_and_cache_key)
+    except ImportError:  # PyTensor 2.x: no cache keys for generated code
+        _STENCIL_REGISTERED[op_type] = False
+        return False
+
+    @register_funcify_and_cache_key(op_type)
+    def numba_funcify_stencil_loop(op, node, **kwargs):
+        kwargs.pop('storage_map', None)
+        scalar = op.scalar_op
+        scalar_node = scalar.make_node(*[i.type() for i in scalar.inputs])
+        scalar_fn, scalar_key = numba_funcify_and_cache_key(scalar, node=scalar_node, **kwargs)
+        loop = compile_numba_function_src(op.numba_source(), 'stencil_loop',
+                                          {'np': np, 'scalar_fn': scalar_fn}, write_to_disk=True)
+        return numba_njit(loop), op.cache_key(scalar_key)
+
+    _STENCIL_REGISTERED[op_type] = True
+    return True

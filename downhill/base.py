@@ -23,6 +23,7 @@ from . import checkpoint as checkpoints
 from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, Dataset, Passes, as_dataset
 from .fast_tanh import calls_libm_tanh, replace_for_mode
+from .stencil import mode_with_fusion
 from .logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
@@ -656,7 +657,7 @@ class Optimizer:
             if self._fast_tanh:
                 outs, news = replace_for_mode(mode, outputs, [e for _, e in updates])
                 ups = list(zip([v for v, _ in updates], news))
-            return pytensor.function(inputs, outs, updates=ups, mode=mode,
+            return pytensor.function(inputs, outs, updates=ups, mode=mode_with_fusion(mode),
                                      on_unused_input='ignore', name=name)
         lean = all(type(v.type).__name__ == 'TensorType' for v in inputs)
         return compiling.compile_function(make, self._mode, len(inputs), lean, self._quick_start, name)

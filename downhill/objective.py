@@ -35,6 +35,7 @@ import pytensor.tensor as pt
 from . import _compat
 from .dataset import Dataset, _take
 from .fast_tanh import replace_for_mode
+from .stencil import mode_with_fusion
 
 log = logging.getLogger('downhill')
 
@@ -97,6 +98,7 @@ class FlatObjective:
         products = _compat.rop(grads, self.params, self._unflatten(vector)) if hessian else []
         if fast_tanh:
             monitors, grads, products = replace_for_mode(mode, monitors, grads, products)
+        mode = mode_with_fusion(mode)
         self._fg = pytensor.function(list(inputs) + [theta], monitors + [_flatten(grads)],
                                      givens=givens, mode=mode, on_unused_input='ignore',
                                      name='loss_and_gradient')

@@ -1,0 +1,344 @@
+"""Fusing elementwise work over shifted slices of vectors into one loop.
+
+Losses over chains of neighbours -- Rosenbrock's ``x[1:] - x[:-1] ** 2``, a
+random walk's ``x[1:] - x[:-1]``, a smoothness penalty -- give PyTensor graphs
+in which every term is a vector the length of the parameter: the loss terms,
+each piece of the gradient, and the gradient they are added into
+(``IncSubtensor`` of zeros). PyTensor fuses the elementwise arithmetic, but
+its slices, sums and increments are separate operations, so each term is
+stored before the next operation reads it. At 10^7 float64 parameters the
+Adam step of Rosenbrock holds 5 such arrays beside the parameter and its
+state, and it is as slow as writing and reading them.
+
+:func:`fuse_stencils` (a graph rewrite, run by downhill in PyTensor's Numba
+mode) finds a set of elementwise operations whose vector inputs are slices
+``v[a:len(v) - b]`` of 1-d variables with constant ``a`` and ``b``, whose
+results are only summed or added into a slice of a buffer, and replaces it
+with one :class:`StencilLoop`: a loop over the common length that reads each
+slice's element, computes every term with one fused scalar function, adds the
+sums up and adds the increments into the buffer (in place when PyTensor had
+made the increment in place). The terms are never stored. The numbers are
+the same up to the order of floating-point additions within a sum or into
+one element of the buffer (an element receiving two increments into zeros
+gets the same bits).
+
+The rewrite is registered in PyTensor's optimizer database under the tag
+``downhill_stencil``, which no mode includes by default;
+:func:`mode_with_fusion` adds it to a Numba mode (PyTensor 3 only).
+"""
+
+import hashlib
+import logging
+
+import numpy as np
+import pytensor.scalar as ps
+from pytensor.compile import optdb
+from pytensor.graph.basic import Apply
+from pytensor.graph.features import ReplaceValidate
+from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import GraphRewriter
+from pytensor.graph.utils import InconsistencyError
+from pytensor.tensor.elemwise import CAReduce, Elemwise
+from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_constant_idx
+from pytensor.tensor.type import TensorType
+
+from . import _compat
+
+log = logging.getLogger('downhill')
+
+__all__ = ['StencilLoop', 'fuse_stencils', 'mode_with_fusion']
+
+TAG = 'downhill_stencil'
+#: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
+POSITION = 50.9
+#: Bumped when the generated Numba code changes (part of its cache key).
+CODE_VERSION = 1
+
+
+class StencilLoop(Op):
+    """One loop: sums and slice-increments of a scalar function of shifted vector elements.
+
+    Inputs: the buffers (one per chain of increments), then the 1-d ``bases``,
+    then the scalars (0-d: the elementwise operations' broadcast inputs). Outputs: one 0-d sum per entry of ``sums``, then
+    the buffers with their increments added.
+
+    Parameters
+    ----------
+    scalar_op : pytensor.scalar.Composite
+        Its inputs: one element of each view, then the scalars. Its outputs:
+        the summed terms, then the increments.
+    views : tuple of (int, int, int)
+        ``(base, a, b)``: the slice ``bases[base][a:len - b]``.
+    n_bases, n_scalars : int
+    sums : tuple of (str, str)
+        ``(dtype, acc_dtype)`` of each sum (the first outputs of ``scalar_op``).
+    incs : tuple of (int, int, int)
+        ``(buffer, a, b)`` of each increment, in the order they are applied:
+        ``buffers[buffer][a:len - b] += term``.
+    n_buffers : int
+    inplace : bool
+        Whether the buffers are overwritten (else copied first).
+    """
+
+    __props__ = ('scalar_op', 'views', 'n_bases', 'n_scalars', 'sums', 'incs', 'n_buffers',
+                 'inplace')
+
+    def __init__(self, scalar_op, views, n_bases, n_scalars, sums, incs, n_buffers, inplace):
+        self.scalar_op = scalar_op
+        self.views = tuple(views)
+        self.n_bases, self.n_scalars, self.n_buffers = n_bases, n_scalars, n_buffers
+        self.sums, self.incs = tuple(sums), tuple(incs)
+        self.inplace = bool(inplace)
+        if self.inplace:
+            self.destroy_map = {len(self.sums) + k: [k] for k in range(n_buffers)}
+
+    def make_node(self, *inputs):
+        buffers = inputs[:self.n_buffers]
+        outputs = [TensorType(dtype, shape=())() for dtype, _ in self.sums]
+        outputs += [b.type() for b in buffers]
+        return Apply(self, list(inputs), outputs)
+
+    def _split(self, inputs):
+        nb, nv = self.n_buffers, self.n_bases
+        return inputs[:nb], inputs[nb:nb + nv], inputs[nb + nv:]
+
+    def perform(self, node, inputs, output_storage):
+        buffers, bases, scalars = self._split(inputs)
+        length = self._length(bases, buffers)
+        views = [bases[k][a:a + length] for k, a, _ in self.views]
+        terms = self.scalar_op.impl  # one Python call per element: the reference, not the fast path
+        nout = len(self.scalar_op.outputs)
+        ufunc = np.frompyfunc(lambda *args: terms(*args), len(views) + len(scalars), nout)
+        values = ufunc(*views, *[np.asarray(s).item() for s in scalars])
+        values = values if nout > 1 else (values,)
+        buffers = [b if self.inplace else b.copy() for b in buffers]
+        for k, (dtype, acc) in enumerate(self.sums):
+            output_storage[k][0] = np.asarray(np.asarray(values[k], dtype=acc).sum(), dtype=dtype)
+        for j, (buf, a, _) in enumerate(self.incs):
+            target = buffers[buf]
+            target[a:a + length] += np.asarray(values[len(self.sums) + j], dtype=target.dtype)
+        for k, buf in enumerate(buffers):
+            output_storage[len(self.sums) + k][0] = buf
+
+    def _length(self, bases, buffers):
+        lengths = {max(0, len(bases[k]) - a - b) for k, a, b in self.views}
+        lengths |= {max(0, len(buffers[buf]) - a - b) for buf, a, b in self.incs}
+        if len(lengths) != 1:
+            raise ValueError(f'{self}: the sliced vectors have different lengths {sorted(lengths)}')
+        return lengths.pop()
+
+    def numba_source(self):
+        """The Python source of the loop, compiled by Numba (``scalar_fn`` is the scalar op)."""
+        buffers, bases, scalars = self._split([f'buf{k}' for k in range(self.n_buffers)]
+                                              + [f'base{k}' for k in range(self.n_bases)]
+                                              + [f's{k}' for k in range(self.n_scalars)])
+        lines = [f"def stencil_loop({', '.join(buffers + bases + scalars)}):"]
+        lengths = [f'max(0, {bases[k]}.shape[0] - {a + b})' for k, a, b in self.views]
+        lengths += [f'max(0, {buffers[buf]}.shape[0] - {a + b})' for buf, a, b in self.incs]
+        lines.append(f'    n = {lengths[0]}')
+        for other in dict.fromkeys(lengths[1:]):
+            lines.append(f'    if {other} != n:')
+            lines.append("        raise ValueError('StencilLoop: the sliced vectors have "
+                         "different lengths')")
+        if not self.inplace:
+            lines += [f'    {b} = {b}.copy()' for b in buffers]
+        lines += [f'    {name}v = {name}.item()' for name in scalars]
+        for k, (_, acc) in enumerate(self.sums):
+            lines.append(f'    acc{k} = np.{acc}(0)')
+        nout = len(self.sums) + len(self.incs)
+        args = [f'{bases[k]}[i + {a}]' for k, a, _ in self.views] + [f'{s}v' for s in scalars]
+        lines.append('    for i in range(n):')
+        lines.append(f"        r = scalar_fn({', '.join(args)})")
+        term = (lambda j: f'r[{j}]') if nout > 1 else (lambda j: 'r')
+        for k in range(len(self.sums)):
+            lines.append(f'        acc{k} += {term(k)}')
+        for j, (buf, a, _) in enumerate(self.incs):
+            lines.append(f'        {buffers[buf]}[i + {a}] += {term(len(self.sums) + j)}')
+        outs = [f'np.asarray(acc{k}, dtype=np.{dtype})' for k, (dtype, _) in enumerate(self.sums)]
+        outs += buffers
+        lines.append(f"    return {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ')'}")
+        return '\n'.join(lines) + '\n'
+
+    def cache_key(self, scalar_key):
+        """Numba's on-disk cache key of the loop, given its scalar function's (None: not cached)."""
+        if scalar_key is None:
+            return None
+        text = str((CODE_VERSION, self.views, self.n_bases, self.n_scalars, self.sums, self.incs,
+                    self.n_buffers, self.inplace, scalar_key))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def __str__(self):
+        return f'StencilLoop{{{len(self.views)} views, {len(self.sums)} sums, {len(self.incs)} incs}}'
+
+
+# --- recognising the pattern ----------------------------------------------------------------
+
+def _slice_bounds(node):
+    """``(a, b)`` when ``node`` is ``v[a:len(v) - b]`` of a 1-d ``v`` (constant a >= 0, b >= 0)."""
+    if node.inputs[0].ndim != 1:
+        return None
+    # an increment's inputs are (buffer, term, *indices); a slice's (vector, *indices)
+    indices = node.inputs[2:] if isinstance(node.op, IncSubtensor) else node.inputs[1:]
+    try:
+        (idx,) = get_constant_idx(node.op.idx_list, [node.inputs[0], *indices])
+    except Exception:  # noqa: BLE001 -- any index PyTensor cannot make constant is simply not fused
+        return None
+    if not isinstance(idx, slice) or idx.step not in (None, 1):
+        return None
+    start, stop = idx.start or 0, idx.stop
+    if start < 0 or (stop is not None and stop >= 0):
+        return None
+    return int(start), 0 if stop is None else int(-stop)
+
+
+def _is_vector_elemwise(node):
+    return (node is not None and isinstance(node.op, Elemwise)
+            and all(o.ndim == 1 and not o.type.broadcastable[0] for o in node.outputs))
+
+
+def _is_sum(node):
+    op = node.op
+    return (isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add)
+            and node.inputs[0].ndim == 1 and op.axis in (None, (0,)))
+
+
+def _is_slice_increment(node):
+    op = node.op
+    return (isinstance(op, IncSubtensor) and not op.set_instead_of_inc
+            and _slice_bounds(node) is not None and node.inputs[1].ndim == 1)
+
+
+class _Region:
+    """Connected elementwise nodes and the sums and increments they feed."""
+
+    def __init__(self):
+        self.nodes, self.sums, self.incs = [], [], []
+
+
+def _regions(fgraph):
+    order = fgraph.toposort()
+    owner_region = {}
+    for node in order:
+        if not _is_vector_elemwise(node):
+            continue
+        found = {id(owner_region[i.owner]): owner_region[i.owner] for i in node.inputs
+                 if i.owner in owner_region}
+        regions = list(found.values())
+        region = regions[0] if regions else _Region()
+        for other in regions[1:]:
+            region.nodes += other.nodes
+            for n in other.nodes:
+                owner_region[n] = region
+        region.nodes.append(node)
+        owner_region[node] = region
+    for node in order:
+        if _is_sum(node) and node.inputs[0].owner in owner_region:
+            owner_region[node.inputs[0].owner].sums.append(node)
+        elif _is_slice_increment(node) and node.inputs[1].owner in owner_region:
+            owner_region[node.inputs[1].owner].incs.append(node)
+    unique = {id(r): r for r in owner_region.values()}
+    return [r for r in unique.values() if r.sums or r.incs]
+
+
+def _chains(region, clients):
+    """The region's increments as chains (innermost first), or None if they do not chain up."""
+    incs = set(region.incs)
+    chains = []
+    for node in region.incs:
+        buffer = node.inputs[0]
+        if buffer.owner in incs:
+            continue  # not the start of a chain
+        chain = [node]
+        while True:
+            users = clients[chain[-1].outputs[0]]
+            nxt = [n for n, _ in users if n in incs and n.inputs[0] is chain[-1].outputs[0]]
+            if not nxt:
+                break
+            if len(users) != 1:
+                return None  # an intermediate total is also used elsewhere
+            chain.append(nxt[0])
+        chains.append(chain)
+    if sum(len(c) for c in chains) != len(incs):
+        return None
+    return chains
+
+
+def _fuse(fgraph, region):
+    clients = fgraph.clients
+    nodes = set(region.nodes)
+    for node in region.nodes:  # every term is only summed, incremented or used in the region
+        for out in node.outputs:
+            for user, i in clients[out]:
+                if not (user in nodes or user in region.sums or (user in region.incs and i == 1)):
+                    return None
+    chains = _chains(region, clients)
+    if chains is None:
+        return None
+    scalar_of, views, bases, scalars = {}, [], [], []
+
+    def leaf(var):
+        if var.ndim == 0 or var.type.broadcastable == (True,):
+            if var not in scalar_of:
+                scalars.append(var)
+                scalar_of[var] = ps.get_scalar_type(var.dtype)()
+            return scalar_of[var]
+        sliced = var.owner is not None and isinstance(var.owner.op, Subtensor)
+        bounds = _slice_bounds(var.owner) if sliced else None
+        base, (a, b) = (var.owner.inputs[0], bounds) if bounds else (var, (0, 0))
+        if base not in bases:
+            bases.append(base)
+        key = (bases.index(base), a, b)
+        if key not in scalar_of:
+            views.append(key)
+            scalar_of[key] = ps.get_scalar_type(var.dtype)()
+        return scalar_of[key]
+
+    for node in fgraph.toposort():
+        if node not in nodes:
+            continue
+        ins = [scalar_of[i] if i.owner in nodes else leaf(i) for i in node.inputs]
+        outs = node.op.scalar_op.make_node(*ins).outputs
+        for var, s in zip(node.outputs, outs):
+            scalar_of[var] = s
+    sum_terms = [scalar_of[s.inputs[0]] for s in region.sums]
+    incs = [n for chain in chains for n in chain]
+    inc_terms = [scalar_of[n.inputs[1]] for n in incs]
+    view_inputs = [scalar_of[key] for key in views]
+    scalar_inputs = [scalar_of[s] for s in scalars]
+    composite = ps.Composite(view_inputs + scalar_inputs, sum_terms + inc_terms)
+    buffer_of = {n: k for k, chain in enumerate(chains) for n in chain}
+    op = StencilLoop(
+        composite, views, len(bases), len(scalars),
+        [(s.outputs[0].dtype, s.op.acc_dtype or s.outputs[0].dtype) for s in region.sums],
+        [(buffer_of[n],) + _slice_bounds(n) for n in incs], len(chains),
+        inplace=all(c[0].op.destroy_map for c in chains))
+    scalar_args = [s if s.ndim == 0 else s.dimshuffle() for s in scalars]
+    outs = op(*[c[0].inputs[0] for c in chains], *bases, *scalar_args, return_list=True)
+    pairs = [(s.outputs[0], out) for s, out in zip(region.sums, outs)]
+    pairs += [(c[-1].outputs[0], out) for c, out in zip(chains, outs[len(region.sums):])]
+    return pairs
+
+
+class FuseStencils(GraphRewriter):
+    """Replace each fusable region by one :class:`StencilLoop` (see the module docstring)."""
+
+    def add_requirements(self, fgraph):
+        fgraph.attach_feature(ReplaceValidate())
+
+    def apply(self, fgraph):
+        for region in _regions(fgraph):
+            pairs = _fuse(fgraph, region)
+            if pairs:
+                try:
+                    fgraph.replace_all_validate(pairs, reason='downhill_stencil')
+                except InconsistencyError as err:  # an in-place conflict: keep PyTensor's graph
+                    log.debug('not fusing %d elementwise nodes into a loop: %s', len(region.nodes), err)
+
+
+fuse_stencils = FuseStencils()
+optdb.register('fuse_stencils', fuse_stencils, TAG, position=POSITION)
+
+
+def mode_with_fusion(mode):
+    """``mode`` with :func:`fuse_stencils`, when it is a Numba mode and PyTensor supports it."""
+    return _compat.with_stencil_fusion(mode, TAG, StencilLoop)
