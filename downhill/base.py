@@ -98,7 +98,9 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         through a Python-linker version of each function while the final
         one compiles in a background thread, then switch to it (default
         True); the trajectory is the same either way. False compiles
-        synchronously before the first update. See :mod:`downhill.compile`.
+        synchronously before the first update, as happens anyway for
+        parameters over 64 MiB (:func:`downhill.compile.quick_start_fits`).
+        See :mod:`downhill.compile`.
     fast_tanh : bool, optional
         Compute every float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`
         (default True): a rational function evaluated in float64, correctly
@@ -171,6 +173,7 @@ class Optimizer:
         self._fast_tanh = hyperparams.flag('fast_tanh', fast_tanh) and calls_libm_tanh(mode)
         self._updates = self._check_updates(updates)
         self._params = self._check_params(loss, params, [v for v, _ in self._updates])
+        self._quick_start = self._quick_start and compiling.quick_start_fits(self._params)
         self._monitor_names, monitor_exprs = self._check_monitors(monitors)
         self._monitor_exprs = [loss] + monitor_exprs
         self._inputs = self._check_inputs(inputs, self._monitor_exprs)

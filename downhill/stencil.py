@@ -18,9 +18,10 @@ with one :class:`StencilLoop`: a loop over the common length that reads each
 slice's element, computes every term with one fused scalar function, adds the
 sums up and adds the increments into the buffer (in place when PyTensor had
 made the increment in place). The terms are never stored. The numbers are
-the same up to the order of floating-point additions within a sum or into
-one element of the buffer (an element receiving two increments into zeros
-gets the same bits).
+those of PyTensor's step up to the last bit: a sum is added up in another
+order, and Numba's fast-math flags let LLVM contract ``a * b + c`` into one
+rounding differently in the fused loop (each element of the buffer receives
+its increments in the same order as before).
 
 The rewrite is registered in PyTensor's optimizer database under the tag
 ``downhill_stencil``, which no mode includes by default;
@@ -38,6 +39,7 @@ from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.utils import InconsistencyError
+from pytensor.link.utils import fgraph_to_python
 from pytensor.tensor.elemwise import CAReduce, Elemwise
 from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_constant_idx
 from pytensor.tensor.type import TensorType
@@ -106,9 +108,9 @@ class StencilLoop(Op):
         buffers, bases, scalars = self._split(inputs)
         length = self._length(bases, buffers)
         views = [bases[k][a:a + length] for k, a, _ in self.views]
-        terms = self.scalar_op.impl  # one Python call per element: the reference, not the fast path
         nout = len(self.scalar_op.outputs)
-        ufunc = np.frompyfunc(lambda *args: terms(*args), len(views) + len(scalars), nout)
+        # one Python call per element: the reference for the Numba loop, not a fast path
+        ufunc = np.frompyfunc(self._python_terms(), len(views) + len(scalars), nout)
         values = ufunc(*views, *[np.asarray(s).item() for s in scalars])
         values = values if nout > 1 else (values,)
         buffers = [b if self.inplace else b.copy() for b in buffers]
@@ -119,6 +121,30 @@ class StencilLoop(Op):
             target[a:a + length] += np.asarray(values[len(self.sums) + j], dtype=target.dtype)
         for k, buf in enumerate(buffers):
             output_storage[len(self.sums) + k][0] = buf
+
+    def _python_terms(self):
+        """``scalar_op`` as a Python function of scalars.
+
+        Not ``scalar_op.impl``: PyTensor's Python version of a Composite gives
+        every output of a nested multi-output Composite the last one's value
+        (``benchmarks/repro_nested_composite.py``), and the terms nest the
+        Composites PyTensor's fusion made.
+        """
+        fn = getattr(self, '_terms_fn', None)
+        if fn is None:
+            def convert(op, node=None, **kwargs):
+                def perform(*inputs):
+                    storage = [[None] for _ in node.outputs]  # one cell per output
+                    op.perform(node, inputs, storage)
+                    return tuple(s[0] for s in storage) if len(storage) > 1 else storage[0][0]
+                return perform
+            fn = self._terms_fn = fgraph_to_python(self.scalar_op.fgraph, convert)
+        return fn
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop('_terms_fn', None)  # a closure; rebuilt on first use
+        return state
 
     def _length(self, bases, buffers):
         lengths = {max(0, len(bases[k]) - a - b) for k, a, b in self.views}
@@ -305,7 +331,10 @@ def _fuse(fgraph, region):
     inc_terms = [scalar_of[n.inputs[1]] for n in incs]
     view_inputs = [scalar_of[key] for key in views]
     scalar_inputs = [scalar_of[s] for s in scalars]
-    composite = ps.Composite(view_inputs + scalar_inputs, sum_terms + inc_terms)
+    inputs = view_inputs + scalar_inputs
+    # a term that is an input element itself (a sum of ``x[1:] * 1``) goes through identity
+    terms = [ps.identity(t) if t in inputs else t for t in sum_terms + inc_terms]
+    composite = ps.Composite(inputs, terms)
     buffer_of = {n: k for k, chain in enumerate(chains) for n in chain}
     op = StencilLoop(
         composite, views, len(bases), len(scalars),

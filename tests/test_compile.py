@@ -83,6 +83,16 @@ def test_lean_call_matches_the_pytensor_function():
         np.testing.assert_array_equal(a, b)
 
 
+def test_large_parameters_skip_the_quick_start(monkeypatch, caplog):
+    loss, params, x, data = factor_problem()
+    assert downhill.build('sgd', loss, inputs=[x], mode='NUMBA')._quick_start
+    monkeypatch.setattr(compiling, 'QUICK_START_MAX_BYTES', 8 * (12 * 3 + 3 * 8) - 1)
+    with caplog.at_level('INFO', logger='downhill'):
+        opt = downhill.build('sgd', loss, inputs=[x], mode='NUMBA')
+    assert not opt._quick_start
+    assert 'no quick start: the parameters take 0 MiB' in caplog.text
+
+
 def test_quick_modes_compile_synchronously():
     """In a Python-linker mode (the test suite's FAST_COMPILE) nothing runs in the background."""
     loss, params, x, data = factor_problem()
