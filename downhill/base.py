@@ -99,7 +99,7 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         one compiles in a background thread, then switch to it (default
         True); the trajectory is the same either way. False compiles
         synchronously before the first update, as happens anyway for
-        parameters over 64 MiB (:func:`downhill.compile.quick_start_fits`).
+        parameters over 4 MiB (:func:`downhill.compile.quick_start_fits`).
         See :mod:`downhill.compile`.
     fast_tanh : bool, optional
         Compute every float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`

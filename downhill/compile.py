@@ -40,25 +40,25 @@ _BACKGROUND_LOCK = threading.Lock()
 
 
 #: Parameters larger than this (bytes, all together) skip the quick start: see :func:`quick_start_fits`.
-QUICK_START_MAX_BYTES = 64 << 20
+QUICK_START_MAX_BYTES = 4 << 20
 
 
 def quick_start_fits(params):
     """Whether a quick start is worth its memory for ``params`` (shared variables).
 
     The quick start's Python-linker step evaluates the graph one operation at
-    a time, nothing fused or in place, so it holds several more
-    parameter-sized temporaries than the compiled step (Adam on a 10^7
-    dimensional Rosenbrock: 8 parameter-sized arrays at the peak instead of
-    5), and at that size each of its updates takes about a second, so few run
-    before the switch. Above :data:`QUICK_START_MAX_BYTES` of parameters
-    downhill compiles the final step before the first update instead (and
-    says so in the log).
+    a time, nothing fused or in place, and its temporaries stay in the heap:
+    Adam on a 10^6 dimensional Rosenbrock function peaked at 15
+    parameter-sized arrays with it and 5 without (``benchmarks/RESULTS_scale.md``).
+    Up to :data:`QUICK_START_MAX_BYTES` of parameters that is a few tens of
+    MB at most, once; above it downhill compiles the final step before the
+    first update instead (and says so in the log), so the memory stays the
+    parameters, the algorithm's state, the gradient and the best parameters.
     """
     size = sum(np.asarray(p.get_value(borrow=True)).nbytes for p in params)
     if size <= QUICK_START_MAX_BYTES:
         return True
-    log.info('no quick start: the parameters take %.0f MiB (more than %.0f MiB); compiling the '
+    log.info('no quick start: the parameters take %.1f MiB (more than %.0f MiB); compiling the '
              'step before the first update', size / 2 ** 20, QUICK_START_MAX_BYTES / 2 ** 20)
     return False
 

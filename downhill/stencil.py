@@ -10,7 +10,7 @@ stored before the next operation reads it. At 10^7 float64 parameters the
 Adam step of Rosenbrock holds 5 such arrays beside the parameter and its
 state, and it is as slow as writing and reading them.
 
-:func:`fuse_stencils` (a graph rewrite, run by downhill in PyTensor's Numba
+:data:`fuse_stencils` (a graph rewrite, run by downhill in PyTensor's Numba
 mode) finds a set of elementwise operations whose vector inputs are slices
 ``v[a:len(v) - b]`` of 1-d variables with constant ``a`` and ``b``, whose
 results are only summed or added into a slice of a buffer, and replaces it
@@ -48,7 +48,7 @@ from . import _compat
 
 log = logging.getLogger('downhill')
 
-__all__ = ['StencilLoop', 'fuse_stencils', 'mode_with_fusion']
+__all__ = ['FuseStencils', 'StencilLoop', 'fuse_stencils', 'mode_with_fusion']
 
 TAG = 'downhill_stencil'
 #: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
@@ -364,10 +364,11 @@ class FuseStencils(GraphRewriter):
                     log.debug('not fusing %d elementwise nodes into a loop: %s', len(region.nodes), err)
 
 
+#: The rewrite, registered in PyTensor's ``optdb`` as ``fuse_stencils`` with the tag ``downhill_stencil``.
 fuse_stencils = FuseStencils()
 optdb.register('fuse_stencils', fuse_stencils, TAG, position=POSITION)
 
 
 def mode_with_fusion(mode):
-    """``mode`` with :func:`fuse_stencils`, when it is a Numba mode and PyTensor supports it."""
+    """``mode`` with :data:`fuse_stencils`, when it is a Numba mode and PyTensor supports it."""
     return _compat.with_stencil_fusion(mode, TAG, StencilLoop)

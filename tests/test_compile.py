@@ -90,7 +90,7 @@ def test_large_parameters_skip_the_quick_start(monkeypatch, caplog):
     with caplog.at_level('INFO', logger='downhill'):
         opt = downhill.build('sgd', loss, inputs=[x], mode='NUMBA')
     assert not opt._quick_start
-    assert 'no quick start: the parameters take 0 MiB' in caplog.text
+    assert 'no quick start: the parameters take 0.0 MiB' in caplog.text
 
 
 def test_quick_modes_compile_synchronously():
