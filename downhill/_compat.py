@@ -4,6 +4,7 @@ Nothing else in the package looks at PyTensor's version: import what you need
 from here.
 """
 
+import logging
 import warnings
 
 import numpy as np
@@ -17,6 +18,8 @@ except ImportError:  # PyTensor 2.x
 
 from pytensor.gradient import DisconnectedInputError
 from pytensor.tensor.random.op import RandomVariable
+
+log = logging.getLogger('downhill')
 
 PYTENSOR_VERSION = tuple(int(p) for p in pytensor.__version__.split('.')[:2] if p.isdigit())
 
@@ -202,7 +205,11 @@ def with_stencil_fusion(mode, tag, op_type):
     resolved = get_mode(mode)
     if 'Numba' not in type(resolved.linker).__name__ or not _register_stencil_loop(op_type):
         return mode
-    return resolved.including(tag)
+    try:
+        return resolved.including(tag)
+    except AttributeError as err:  # a Mode whose optimizer is a single rewriter, not a query
+        log.debug('mode %s keeps its own rewrites (%s)', mode, err)
+        return mode
 
 
 _STENCIL_REGISTERED = {}

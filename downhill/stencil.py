@@ -289,6 +289,18 @@ def _chains(region, clients):
     return chains
 
 
+def _memory(var):
+    """The variable whose memory ``var`` is (following views and in-place outputs back)."""
+    while var.owner is not None:
+        node = var.owner
+        k = node.outputs.index(var)
+        source = node.op.view_map.get(k) or node.op.destroy_map.get(k)
+        if not source:
+            break
+        var = node.inputs[source[0]]
+    return var
+
+
 def _fuse(fgraph, region):
     clients = fgraph.clients
     nodes = set(region.nodes)
@@ -336,11 +348,14 @@ def _fuse(fgraph, region):
     terms = [ps.identity(t) if t in inputs else t for t in sum_terms + inc_terms]
     composite = ps.Composite(inputs, terms)
     buffer_of = {n: k for k, chain in enumerate(chains) for n in chain}
+    # In place only where PyTensor had it so, and never into memory the loop also reads:
+    # PyTensor's increment ran after every term was computed; the loop interleaves them.
+    read = {_memory(b) for b in bases}
+    inplace = all(c[0].op.destroy_map and _memory(c[0].inputs[0]) not in read for c in chains)
     op = StencilLoop(
         composite, views, len(bases), len(scalars),
         [(s.outputs[0].dtype, s.op.acc_dtype or s.outputs[0].dtype) for s in region.sums],
-        [(buffer_of[n],) + _slice_bounds(n) for n in incs], len(chains),
-        inplace=all(c[0].op.destroy_map for c in chains))
+        [(buffer_of[n],) + _slice_bounds(n) for n in incs], len(chains), inplace)
     scalar_args = [s if s.ndim == 0 else s.dimshuffle() for s in scalars]
     outs = op(*[c[0].inputs[0] for c in chains], *bases, *scalar_args, return_list=True)
     pairs = [(s.outputs[0], out) for s, out in zip(region.sums, outs)]

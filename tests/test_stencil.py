@@ -132,3 +132,19 @@ def test_downhill_compiles_the_fused_step():
     for _ in zip(range(30), opt.iterate(None, learning_rate=1e-3)):
         pass
     assert float(opt.evaluate(None)['loss']) < 0.9 * first
+
+
+@needs_numba_fusion
+def test_an_increment_into_memory_the_loop_reads_is_not_made_in_place():
+    # PyTensor adds into c in place after computing every term from c; a loop
+    # writing c[i + 1] would read the new value at the next step
+    x = pt.dvector('x')
+    c = pt.cumsum(x)
+    out = pt.inc_subtensor(c[1:], c[:-1] * 2)
+    fused = pytensor.function([x], out, mode=mode_with_fusion('NUMBA'))
+    loop = [n.op for n in fused.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop)]
+    assert loop and not loop[0].inplace
+    value = np.arange(1.0, 6.0)
+    want = np.cumsum(value)
+    want[1:] += 2 * np.cumsum(value)[:-1]
+    np.testing.assert_array_equal(fused(value), want)
