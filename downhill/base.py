@@ -23,8 +23,8 @@ from . import checkpoint as checkpoints
 from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, Dataset, Passes, as_dataset
 from .fast_tanh import calls_libm_tanh, replace_for_mode
-from .stencil import mode_with_fusion
 from .logs import IMPROVED, Progress, format_monitors
+from .stencil import mode_with_fusion
 
 log = logging.getLogger('downhill')
 
@@ -173,7 +173,8 @@ class Optimizer:
         self._fast_tanh = hyperparams.flag('fast_tanh', fast_tanh) and calls_libm_tanh(mode)
         self._updates = self._check_updates(updates)
         self._params = self._check_params(loss, params, [v for v, _ in self._updates])
-        self._quick_start = self._quick_start and compiling.quick_start_fits(self._params)
+        self._quick_start = (self._quick_start and not compiling.is_quick(mode)
+                             and compiling.quick_start_fits(self._params))
         self._monitor_names, monitor_exprs = self._check_monitors(monitors)
         self._monitor_exprs = [loss] + monitor_exprs
         self._inputs = self._check_inputs(inputs, self._monitor_exprs)
