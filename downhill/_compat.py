@@ -232,9 +232,15 @@ def _register_stencil_loop(op_type):
         scalar = op.scalar_op
         scalar_node = scalar.make_node(*[i.type() for i in scalar.inputs])
         scalar_fn, scalar_key = numba_funcify_and_cache_key(scalar, node=scalar_node, **kwargs)
-        loop = compile_numba_function_src(op.numba_source(), 'stencil_loop',
-                                          {'np': np, 'scalar_fn': scalar_fn}, write_to_disk=True)
-        return numba_njit(loop), op.cache_key(scalar_key)
+        names = {'np': np, 'scalar_fn': scalar_fn}
+        update_key = None
+        if op.update is not None:
+            update = op.update.scalar_op
+            update_node = update.make_node(*op.update_scalar_inputs())
+            names['update_fn'], update_key = numba_funcify_and_cache_key(update, node=update_node,
+                                                                         **kwargs)
+        loop = compile_numba_function_src(op.numba_source(), 'stencil_loop', names, write_to_disk=True)
+        return numba_njit(loop), op.cache_key(scalar_key, update_key)
 
     _STENCIL_REGISTERED[op_type] = True
     return True

@@ -30,6 +30,7 @@ The rewrite is registered in PyTensor's optimizer database under the tag
 
 import hashlib
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import pytensor.scalar as ps
@@ -40,6 +41,7 @@ from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.utils import InconsistencyError
 from pytensor.link.utils import fgraph_to_python
+from pytensor.tensor.basic import Alloc
 from pytensor.tensor.elemwise import CAReduce, Elemwise
 from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_constant_idx
 from pytensor.tensor.type import TensorType
@@ -54,7 +56,36 @@ TAG = 'downhill_stencil'
 #: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
 POSITION = 50.9
 #: Bumped when the generated Numba code changes (part of its cache key).
-CODE_VERSION = 1
+CODE_VERSION = 2
+
+
+class Update(NamedTuple):
+    """An elementwise operation folded into a :class:`StencilLoop`, fed by one of its buffers.
+
+    When a buffer (a gradient) is only read by one elementwise operation (the
+    optimizer's update of the parameter and its state), the loop applies that
+    operation to each element as soon as the element is complete, and keeps
+    only the few elements still receiving increments (``ring``), so the
+    buffer is never stored.
+    """
+
+    scalar_op: object
+    #: Which buffer it reads; that buffer's input is then its fill value.
+    buffer: int
+    #: The buffer's dtype.
+    dtype: str
+    #: Per input of ``scalar_op``: ``('buffer', 0)``, ``('vector', j)`` or ``('scalar', j)``.
+    roles: tuple
+    #: Per output: ``(dtype, j)``, ``j`` the vector it overwrites, or None for a new array.
+    outputs: tuple
+    #: Element ``i + lag`` of the buffer is complete after iteration ``i``.
+    lag: int
+    n_vectors: int
+    n_scalars: int
+    #: The dtypes of ``scalar_op``'s inputs.
+    in_dtypes: tuple
+    #: Per vector: the index of the loop's base it is (None: another array).
+    same_as_base: tuple
 
 
 class StencilLoop(Op):
@@ -83,68 +114,94 @@ class StencilLoop(Op):
     """
 
     __props__ = ('scalar_op', 'views', 'n_bases', 'n_scalars', 'sums', 'incs', 'n_buffers',
-                 'inplace')
+                 'inplace', 'update')
 
-    def __init__(self, scalar_op, views, n_bases, n_scalars, sums, incs, n_buffers, inplace):
+    def __init__(self, scalar_op, views, n_bases, n_scalars, sums, incs, n_buffers, inplace,
+                 update=None):
         self.scalar_op = scalar_op
         self.views = tuple(views)
         self.n_bases, self.n_scalars, self.n_buffers = n_bases, n_scalars, n_buffers
         self.sums, self.incs = tuple(sums), tuple(incs)
         self.inplace = bool(inplace)
+        self.update = update
+        kept = [k for k in range(n_buffers) if update is None or k != update.buffer]
+        self.destroy_map = {}
         if self.inplace:
-            self.destroy_map = {len(self.sums) + k: [k] for k in range(n_buffers)}
+            self.destroy_map = {len(self.sums) + j: [k] for j, k in enumerate(kept)}
+        if update is not None:
+            first_vector = n_buffers + n_bases + n_scalars
+            start = len(self.sums) + len(kept)
+            tolerated = []
+            for q, (_, into) in enumerate(update.outputs):
+                if into is not None:
+                    self.destroy_map[start + q] = [first_vector + into]
+                    base = update.same_as_base[into]
+                    if base is not None:  # read as a base, written behind the loop (``lag``)
+                        tolerated.append((first_vector + into, n_buffers + base))
+            self.destroyhandler_tolerate_same = tolerated
 
     def make_node(self, *inputs):
-        buffers = inputs[:self.n_buffers]
+        buffers, _, _, vectors, _, _ = self._split(inputs)
         outputs = [TensorType(dtype, shape=())() for dtype, _ in self.sums]
-        outputs += [b.type() for b in buffers]
+        outputs += [b.type() for k, b in enumerate(buffers)
+                    if self.update is None or k != self.update.buffer]
+        if self.update is not None:
+            outputs += [vectors[into].type() if into is not None else TensorType(dtype, shape=(None,))()
+                        for dtype, into in self.update.outputs]
         return Apply(self, list(inputs), outputs)
 
     def _split(self, inputs):
-        nb, nv = self.n_buffers, self.n_bases
-        return inputs[:nb], inputs[nb:nb + nv], inputs[nb + nv:]
+        """(buffers, bases, scalars, update vectors, update scalars, update length)."""
+        nb, nv, ns = self.n_buffers, self.n_bases, self.n_scalars
+        parts = [inputs[:nb], inputs[nb:nb + nv], inputs[nb + nv:nb + nv + ns]]
+        rest = inputs[nb + nv + ns:]
+        if self.update is None:
+            return (*parts, [], [], None)
+        nu, nus = self.update.n_vectors, self.update.n_scalars
+        return (*parts, rest[:nu], rest[nu:nu + nus], rest[nu + nus])
 
     def perform(self, node, inputs, output_storage):
-        buffers, bases, scalars = self._split(inputs)
+        buffers, bases, scalars, vectors, update_scalars, size = self._split(inputs)
+        update = self.update
+        buffers = [b if self.inplace else b.copy() for b in buffers]
+        if update is not None:  # the buffer it consumes is made whole here, then read
+            dtype = node.inputs[update.buffer].dtype
+            buffers[update.buffer] = np.full(int(size), np.asarray(buffers[update.buffer]).item(),
+                                             dtype=dtype)
         length = self._length(bases, buffers)
         views = [bases[k][a:a + length] for k, a, _ in self.views]
         nout = len(self.scalar_op.outputs)
         # one Python call per element: the reference for the Numba loop, not a fast path
-        ufunc = np.frompyfunc(self._python_terms(), len(views) + len(scalars), nout)
-        values = ufunc(*views, *[np.asarray(s).item() for s in scalars])
+        terms = _python_function(self.scalar_op)
+        values = np.frompyfunc(terms, len(views) + len(scalars), nout)(
+            *views, *[np.asarray(v).item() for v in scalars])
         values = values if nout > 1 else (values,)
-        buffers = [b if self.inplace else b.copy() for b in buffers]
         for k, (dtype, acc) in enumerate(self.sums):
             output_storage[k][0] = np.asarray(np.asarray(values[k], dtype=acc).sum(), dtype=dtype)
         for j, (buf, a, _) in enumerate(self.incs):
             target = buffers[buf]
             target[a:a + length] += np.asarray(values[len(self.sums) + j], dtype=target.dtype)
+        out = len(self.sums)
         for k, buf in enumerate(buffers):
-            output_storage[len(self.sums) + k][0] = buf
-
-    def _python_terms(self):
-        """``scalar_op`` as a Python function of scalars.
-
-        Not ``scalar_op.impl``: PyTensor's Python version of a Composite gives
-        every output of a nested multi-output Composite the last one's value
-        (``benchmarks/repro_nested_composite.py``), and the terms nest the
-        Composites PyTensor's fusion made.
-        """
-        fn = getattr(self, '_terms_fn', None)
-        if fn is None:
-            def convert(op, node=None, **kwargs):
-                def perform(*inputs):
-                    storage = [[None] for _ in node.outputs]  # one cell per output
-                    op.perform(node, inputs, storage)
-                    return tuple(s[0] for s in storage) if len(storage) > 1 else storage[0][0]
-                return perform
-            fn = self._terms_fn = fgraph_to_python(self.scalar_op.fgraph, convert)
-        return fn
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop('_terms_fn', None)  # a closure; rebuilt on first use
-        return state
+            if update is None or k != update.buffer:
+                output_storage[out][0] = buf
+                out += 1
+        if update is not None:
+            gradient = buffers[update.buffer]
+            if any(len(v) != len(gradient) for v in vectors):
+                raise ValueError(f'{self}: the update\'s vectors have lengths '
+                                 f'{[len(v) for v in vectors]}, the buffer {len(gradient)}')
+            args = [gradient if role == 'buffer' else vectors[j] if role == 'vector'
+                    else np.asarray(update_scalars[j]).item() for role, j in update.roles]
+            nu = len(update.outputs)
+            results = np.frompyfunc(_python_function(update.scalar_op), len(args), nu)(*args)
+            results = results if nu > 1 else (results,)
+            for q, (dtype, into) in enumerate(update.outputs):
+                value = np.asarray(results[q], dtype=dtype)
+                if into is not None:
+                    vectors[into][...] = value
+                    value = vectors[into]
+                output_storage[out + q][0] = value
 
     def _length(self, bases, buffers):
         lengths = {max(0, len(bases[k]) - a - b) for k, a, b in self.views}
@@ -154,47 +211,138 @@ class StencilLoop(Op):
         return lengths.pop()
 
     def numba_source(self):
-        """The Python source of the loop, compiled by Numba (``scalar_fn`` is the scalar op)."""
-        buffers, bases, scalars = self._split([f'buf{k}' for k in range(self.n_buffers)]
-                                              + [f'base{k}' for k in range(self.n_bases)]
-                                              + [f's{k}' for k in range(self.n_scalars)])
-        lines = [f"def stencil_loop({', '.join(buffers + bases + scalars)}):"]
+        """The Python source of the loop, compiled by Numba.
+
+        ``scalar_fn`` is the terms' scalar function, ``update_fn`` the folded
+        update's (see :class:`Update`).
+        """
+        update = self.update
+        names = self._split([f'buf{k}' for k in range(self.n_buffers)]
+                            + [f'base{k}' for k in range(self.n_bases)]
+                            + [f's{k}' for k in range(self.n_scalars)]
+                            + ([] if update is None else
+                               [f'u{j}' for j in range(update.n_vectors)]
+                               + [f'us{j}' for j in range(update.n_scalars)] + ['size']))
+        buffers, bases, scalars, vectors, update_scalars, _ = names
+        arguments = [name for group in names[:5] for name in group] + ([] if update is None else ['size'])
+        lines = [f"def stencil_loop({', '.join(arguments)}):"]
+        length_of = {k: f'{b}.shape[0]' for k, b in enumerate(buffers)}
+        if update is not None:
+            length_of[update.buffer] = 'size.item()'
         lengths = [f'max(0, {bases[k]}.shape[0] - {a + b})' for k, a, b in self.views]
-        lengths += [f'max(0, {buffers[buf]}.shape[0] - {a + b})' for buf, a, b in self.incs]
+        lengths += [f'max(0, {length_of[buf]} - {a + b})' for buf, a, b in self.incs]
         lines.append(f'    n = {lengths[0]}')
         for other in dict.fromkeys(lengths[1:]):
             lines.append(f'    if {other} != n:')
             lines.append("        raise ValueError('StencilLoop: the sliced vectors have "
                          "different lengths')")
         if not self.inplace:
-            lines += [f'    {b} = {b}.copy()' for b in buffers]
-        lines += [f'    {name}v = {name}.item()' for name in scalars]
+            lines += [f'    {b} = {b}.copy()' for k, b in enumerate(buffers)
+                      if update is None or k != update.buffer]
+        lines += [f'    {name}v = {name}.item()' for name in scalars + update_scalars]
         for k, (_, acc) in enumerate(self.sums):
             lines.append(f'    acc{k} = np.{acc}(0)')
         nout = len(self.sums) + len(self.incs)
-        args = [f'{bases[k]}[i + {a}]' for k, a, _ in self.views] + [f'{s}v' for s in scalars]
-        lines.append('    for i in range(n):')
-        lines.append(f"        r = scalar_fn({', '.join(args)})")
         term = (lambda j: f'r[{j}]') if nout > 1 else (lambda j: 'r')
+        target = {k: b for k, b in enumerate(buffers)}
+        body = []
+        if update is not None:
+            lines += self._update_setup(buffers[update.buffer], vectors)
+            target[update.buffer] = 'ring'
+        args = [f'{bases[k]}[i + {a}]' for k, a, _ in self.views] + [f'{v}v' for v in scalars]
+        body.append(f"        r = scalar_fn({', '.join(args)})")
         for k in range(len(self.sums)):
-            lines.append(f'        acc{k} += {term(k)}')
+            body.append(f'        acc{k} += {term(k)}')
         for j, (buf, a, _) in enumerate(self.incs):
-            lines.append(f'        {buffers[buf]}[i + {a}] += {term(len(self.sums) + j)}')
+            index = f'(i + {a}) % width' if target[buf] == 'ring' else f'i + {a}'
+            body.append(f'        {target[buf]}[{index}] += {term(len(self.sums) + j)}')
+        if update is not None:
+            body.append(f'        k = i + {update.lag}')
+            body += self._update_element(vectors, '        ')
+        lines.append('    for i in range(n):')
+        lines += body
         outs = [f'np.asarray(acc{k}, dtype=np.{dtype})' for k, (dtype, _) in enumerate(self.sums)]
-        outs += buffers
+        outs += [b for k, b in enumerate(buffers) if update is None or k != update.buffer]
+        if update is not None:
+            lines.append(f'    for k in range(n + {update.lag}, total):')
+            lines += self._update_element(vectors, '        ')
+            outs += [f'u{into}' if into is not None else f'o{q}'
+                     for q, (_, into) in enumerate(update.outputs)]
         lines.append(f"    return {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ')'}")
         return '\n'.join(lines) + '\n'
 
-    def cache_key(self, scalar_key):
-        """Numba's on-disk cache key of the loop, given its scalar function's (None: not cached)."""
-        if scalar_key is None:
+    def _update_setup(self, fill, vectors):
+        """Source lines before the loop: the ring of pending buffer elements, outputs, the head."""
+        update = self.update
+        dtype = update.dtype
+        width = max(a for buf, a, _ in self.incs if buf == update.buffer) - update.lag + 1
+        lines = ['    total = size.item()',
+                 f'    fill = {fill}.item()',
+                 f'    width = {width}',
+                 f'    ring = np.full(width, fill, dtype=np.{dtype})']
+        for v in vectors:
+            lines += [f'    if {v}.shape[0] != total:',
+                      "        raise ValueError('StencilLoop: the update\\'s vectors and the "
+                      "buffer have different lengths')"]
+        lines += [f'    o{q} = np.empty(total, dtype=np.{dtype_q})'
+                  for q, (dtype_q, into) in enumerate(update.outputs) if into is None]
+        lines.append(f'    for k in range(min({update.lag}, total)):')
+        lines += self._update_element(vectors, '        ')
+        return lines
+
+    def _update_element(self, vectors, indent):
+        """Source lines applying the update to element ``k`` (complete: taken off the ring)."""
+        update = self.update
+        args = ['g' if role == 'buffer' else f'{vectors[j]}[k]' if role == 'vector' else f'us{j}v'
+                for role, j in update.roles]
+        lines = ['g = ring[k % width]', 'ring[k % width] = fill',
+                 f"w = update_fn({', '.join(args)})"]
+        nu = len(update.outputs)
+        for q, (_, into) in enumerate(update.outputs):
+            out = f'u{into}' if into is not None else f'o{q}'
+            lines.append(f"{out}[k] = {'w[%d]' % q if nu > 1 else 'w'}")
+        return [indent + line for line in lines]
+
+    def update_scalar_inputs(self):
+        """Scalar variables to build the folded update's scalar node from."""
+        return [ps.get_scalar_type(dtype)() for dtype in self.update.in_dtypes]
+
+    def cache_key(self, scalar_key, update_key=None):
+        """Numba's on-disk cache key of the loop, given its scalar functions' (None: not cached)."""
+        if scalar_key is None or (self.update is not None and update_key is None):
             return None
+        update = None if self.update is None else (update_key, *self.update[1:])
         text = str((CODE_VERSION, self.views, self.n_bases, self.n_scalars, self.sums, self.incs,
-                    self.n_buffers, self.inplace, scalar_key))
+                    self.n_buffers, self.inplace, update, scalar_key))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def __str__(self):
         return f'StencilLoop{{{len(self.views)} views, {len(self.sums)} sums, {len(self.incs)} incs}}'
+
+
+_PYTHON_FUNCTIONS = {}
+
+
+def _python_function(scalar_op):
+    """``scalar_op`` as a Python function of scalars (for :meth:`StencilLoop.perform`).
+
+    Not ``scalar_op.impl``: PyTensor's Python version of a Composite gives
+    every output of a nested multi-output Composite the last one's value
+    (``benchmarks/repro_nested_composite.py``), and the loop's terms nest the
+    Composites PyTensor's fusion made.
+    """
+    if not isinstance(scalar_op, ps.Composite):
+        return scalar_op.impl
+    fn = _PYTHON_FUNCTIONS.get(scalar_op)
+    if fn is None:
+        def convert(op, node=None, **kwargs):
+            def perform(*inputs):
+                storage = [[None] for _ in node.outputs]  # one cell per output
+                op.perform(node, inputs, storage)
+                return tuple(c[0] for c in storage) if len(storage) > 1 else storage[0][0]
+            return perform
+        fn = _PYTHON_FUNCTIONS[scalar_op] = fgraph_to_python(scalar_op.fgraph, convert)
+    return fn
 
 
 # --- recognising the pattern ----------------------------------------------------------------
@@ -218,7 +366,7 @@ def _slice_bounds(node):
 
 
 def _is_vector_elemwise(node):
-    return (node is not None and isinstance(node.op, Elemwise)
+    return (isinstance(getattr(node, 'op', None), Elemwise)
             and all(o.ndim == 1 and not o.type.broadcastable[0] for o in node.outputs))
 
 
@@ -363,6 +511,89 @@ def _fuse(fgraph, region):
     return pairs
 
 
+def _depends_on(var, outputs):
+    """Whether ``var`` is computed from any of ``outputs``."""
+    stack, seen, targets = [var], set(), set(outputs)
+    while stack:
+        v = stack.pop()
+        if v in targets:
+            return True
+        if v.owner is not None and v not in seen:
+            seen.add(v)
+            stack.extend(v.owner.inputs)
+    return False
+
+
+def _fold_update(fgraph, node):
+    """Replacements folding the only reader of one of ``node``'s buffers into it (see :class:`Update`)."""
+    op = node.op
+    for k in range(op.n_buffers):
+        grad = node.outputs[len(op.sums) + k]
+        users = fgraph.clients[grad]
+        buffer = node.inputs[k]
+        alloc = buffer.owner
+        if (len(users) != 1 or not _is_vector_elemwise(users[0][0])
+                or alloc is None or not isinstance(alloc.op, Alloc) or len(alloc.inputs) != 2
+                or len(fgraph.clients[buffer]) != 1 or not all(alloc.inputs[0].type.broadcastable)):
+            continue
+        user = users[0][0]
+        roles, vectors, scalars = [], [], []
+        for inp in user.inputs:
+            if inp is grad:
+                roles.append(('buffer', 0))
+            elif _depends_on(inp, node.outputs) or inp.ndim != 1:
+                break
+            else:
+                group = scalars if inp.type.broadcastable == (True,) else vectors
+                if inp not in group:
+                    group.append(inp)
+                roles.append(('scalar' if group is scalars else 'vector', group.index(inp)))
+        else:
+            pairs = _folded(fgraph, node, k, user, roles, vectors, scalars)
+            if pairs:
+                return pairs
+    return None
+
+
+def _folded(fgraph, node, k, user, roles, vectors, scalars):
+    op = node.op
+    outputs, destroyed = [], []
+    for q, out in enumerate(user.outputs):
+        into = user.op.destroy_map.get(q)
+        source = user.inputs[into[0]] if into else None
+        j = vectors.index(source) if source is not None and source in vectors else None
+        if j is not None:
+            destroyed.append(j)
+        outputs.append((out.dtype, j))
+    memories = [_memory(v) for v in vectors]
+    if len(set(memories)) != len(memories):
+        return None  # one array under two names: the loop could not order its reads and writes
+    bases = node.inputs[op.n_buffers:op.n_buffers + op.n_bases]
+    others = [_memory(v) for i, v in enumerate(node.inputs) if i != k and v not in bases]
+    lag = min(a for buf, a, _ in op.incs if buf == k)
+    same_as_base = []
+    for j, v in enumerate(vectors):
+        base = next((i for i, b in enumerate(bases) if b is v), None)
+        same_as_base.append(base)
+        if j in destroyed:
+            if memories[j] in others or (base is None and memories[j] in map(_memory, bases)):
+                return None
+            if base is not None:  # written only after the loop's last read of that element
+                lag = min([lag] + [a for i, a, _ in op.views if i == base])
+    update = Update(user.op.scalar_op, k, node.inputs[k].dtype, tuple(roles), tuple(outputs), lag,
+                    len(vectors), len(scalars), tuple(i.dtype for i in user.inputs),
+                    tuple(same_as_base))
+    new = StencilLoop(op.scalar_op, op.views, op.n_bases, op.n_scalars, op.sums, op.incs,
+                      op.n_buffers, op.inplace, update)
+    fill, size = node.inputs[k].owner.inputs
+    inputs = list(node.inputs)
+    inputs[k] = fill.dimshuffle() if fill.ndim else fill
+    outs = new(*inputs, *vectors, *[v.dimshuffle() for v in scalars], size, return_list=True)
+    kept = [o for i, o in enumerate(node.outputs[len(op.sums):]) if i != k]
+    olds = list(node.outputs[:len(op.sums)]) + kept + list(user.outputs)
+    return list(zip(olds, outs))
+
+
 class FuseStencils(GraphRewriter):
     """Replace each fusable region by one :class:`StencilLoop` (see the module docstring)."""
 
@@ -372,11 +603,20 @@ class FuseStencils(GraphRewriter):
     def apply(self, fgraph):
         for region in _regions(fgraph):
             pairs = _fuse(fgraph, region)
-            if pairs:
-                try:
-                    fgraph.replace_all_validate(pairs, reason='downhill_stencil')
-                except InconsistencyError as err:  # an in-place conflict: keep PyTensor's graph
-                    log.debug('not fusing %d elementwise nodes into a loop: %s', len(region.nodes), err)
+            if pairs and _replace(fgraph, pairs, f'{len(region.nodes)} elementwise nodes'):
+                loop = pairs[0][1].owner
+                pairs = _fold_update(fgraph, loop)
+                if pairs:
+                    _replace(fgraph, pairs, 'the update reading its buffer')
+
+
+def _replace(fgraph, pairs, what):
+    try:
+        fgraph.replace_all_validate(pairs, reason='downhill_stencil')
+    except (InconsistencyError, TypeError) as err:  # an in-place conflict: keep the graph as it is
+        log.debug('not fusing %s into a loop: %s', what, err)
+        return False
+    return True
 
 
 #: The rewrite, registered in PyTensor's ``optdb`` as ``fuse_stencils`` with the tag ``downhill_stencil``.

@@ -5,6 +5,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import Mode, get_mode
+from pytensor.tensor.basic import Alloc
 from pytensor.tensor.subtensor import IncSubtensor
 
 import downhill
@@ -22,12 +23,20 @@ def rosenbrock(x):
     return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
 
 
-def adam_step(mode, x0):
-    """A raw Adam step on Rosenbrock (the benchmark's update formulas) compiled in ``mode``."""
+def second_differences(x):
+    return ((x[2:] - 2 * x[1:-1] + x[:-2]) ** 2).sum()
+
+
+def shifted_only(x):  # no term reads x[0]: its gradient is never incremented
+    return ((x[2:] - 0.5 * x[1:-1]) ** 2).sum()
+
+
+def adam_step(mode, x0, loss_of=rosenbrock):
+    """A raw Adam step on ``loss_of(x)`` (the benchmark's update formulas) compiled in ``mode``."""
     x = pytensor.shared(x0.copy(), name='x')
     m = pytensor.shared(np.zeros_like(x0))
     v = pytensor.shared(np.zeros_like(x0))
-    loss = rosenbrock(x)
+    loss = loss_of(x)
     g = pytensor.grad(loss, x)
     m_new, v_new = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
     fn = pytensor.function([], loss, updates=[(m, m_new), (v, v_new),
@@ -45,6 +54,8 @@ def test_rosenbrock_adam_step_is_one_loop_with_the_same_numbers():
     assert StencilLoop not in ops(plain)
     loop = next(n for n in fused.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop))
     assert loop.op.inplace and len(loop.op.incs) >= 2 and len(loop.op.sums) == 1
+    # Adam's update reads the gradient element by element inside the loop: no gradient array
+    assert loop.op.update is not None and Alloc not in ops(fused)
     for _ in range(20):
         a, b = plain(), fused()
         # a sum of 1000 terms in another order; fast-math may contract differently (last bit)
@@ -148,3 +159,44 @@ def test_an_increment_into_memory_the_loop_reads_is_not_made_in_place():
     want = np.cumsum(value)
     want[1:] += 2 * np.cumsum(value)[:-1]
     np.testing.assert_array_equal(fused(value), want)
+
+
+@needs_numba_fusion
+@pytest.mark.parametrize('loss_of', [second_differences, shifted_only])
+def test_the_folded_update_waits_until_an_element_is_complete(loss_of):
+    x0 = np.random.default_rng(3).uniform(-2, 2, 50)
+    plain, x_plain = adam_step('NUMBA', x0, loss_of)
+    fused, x_fused = adam_step(mode_with_fusion('NUMBA'), x0, loss_of)
+    loop = next(n.op for n in fused.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop))
+    assert loop.update is not None
+    assert loop.update.lag == (0 if loss_of is second_differences else 1)
+    for _ in range(10):
+        a, b = plain(), fused()
+        assert abs(a - b) <= 1e-13 * abs(a)
+        np.testing.assert_allclose(x_fused.get_value(), x_plain.get_value(), rtol=1e-13, atol=1e-15)
+
+
+def test_the_folded_update_in_python():
+    x0 = np.random.default_rng(4).uniform(-2, 2, 30)
+    plain_mode = Mode(linker='py', optimizer='fast_run')
+    plain, x_plain = adam_step(plain_mode, x0, second_differences)
+    fused, x_fused = adam_step(plain_mode.including(TAG), x0, second_differences)
+    loop = [n.op for n in fused.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop)]
+    assert loop and loop[0].update is not None
+    for _ in range(5):
+        a, b = plain(), fused()
+        assert abs(a - b) <= 1e-13 * abs(a)
+        np.testing.assert_allclose(x_fused.get_value(), x_plain.get_value(), rtol=1e-13, atol=1e-15)
+
+
+@needs_numba_fusion
+def test_a_gradient_also_returned_is_stored():
+    x = pytensor.shared(np.linspace(-1, 1, 20), name='x')
+    loss = rosenbrock(x)
+    g = pytensor.grad(loss, x)
+    fn = pytensor.function([], [loss, g], updates=[(x, x - 1e-4 * g)], mode=mode_with_fusion('NUMBA'))
+    loop = next(n.op for n in fn.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop))
+    assert loop.update is None
+    start = x.get_value()
+    value, grad = fn()
+    np.testing.assert_allclose(x.get_value(), start - 1e-4 * grad, rtol=1e-15)
