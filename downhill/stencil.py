@@ -56,7 +56,9 @@ TAG = 'downhill_stencil'
 #: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
 POSITION = 50.9
 #: Bumped when the generated Numba code changes (part of its cache key).
-CODE_VERSION = 2
+CODE_VERSION = 3
+#: Iterations per block of a loop with a folded update (8 KiB of float64 buffer).
+BLOCK = 1024
 
 
 class Update(NamedTuple):
@@ -244,59 +246,72 @@ class StencilLoop(Op):
             lines.append(f'    acc{k} = np.{acc}(0)')
         nout = len(self.sums) + len(self.incs)
         term = (lambda j: f'r[{j}]') if nout > 1 else (lambda j: 'r')
-        target = {k: b for k, b in enumerate(buffers)}
-        body = []
-        if update is not None:
-            lines += self._update_setup(buffers[update.buffer], vectors)
-            target[update.buffer] = 'ring'
         args = [f'{bases[k]}[i + {a}]' for k, a, _ in self.views] + [f'{v}v' for v in scalars]
-        body.append(f"        r = scalar_fn({', '.join(args)})")
-        for k in range(len(self.sums)):
-            body.append(f'        acc{k} += {term(k)}')
+        body = [f"r = scalar_fn({', '.join(args)})"]
+        body += [f'acc{k} += {term(k)}' for k in range(len(self.sums))]
         for j, (buf, a, _) in enumerate(self.incs):
-            index = f'(i + {a}) % width' if target[buf] == 'ring' else f'i + {a}'
-            body.append(f'        {target[buf]}[{index}] += {term(len(self.sums) + j)}')
-        if update is not None:
-            body.append(f'        k = i + {update.lag}')
-            body += self._update_element(vectors, '        ')
-        lines.append('    for i in range(n):')
-        lines += body
+            if update is not None and buf == update.buffer:  # the block's part of the buffer
+                body.append(f'block_buffer[i + {a - update.lag} - start] += {term(len(self.sums) + j)}')
+            else:
+                body.append(f'{buffers[buf]}[i + {a}] += {term(len(self.sums) + j)}')
         outs = [f'np.asarray(acc{k}, dtype=np.{dtype})' for k, (dtype, _) in enumerate(self.sums)]
         outs += [b for k, b in enumerate(buffers) if update is None or k != update.buffer]
-        if update is not None:
-            lines.append(f'    for k in range(n + {update.lag}, total):')
-            lines += self._update_element(vectors, '        ')
+        if update is None:
+            lines.append('    for i in range(n):')
+            lines += ['        ' + line for line in body]
+        else:
+            lines += self._blocked_update(buffers[update.buffer], vectors, body)
             outs += [f'u{into}' if into is not None else f'o{q}'
                      for q, (_, into) in enumerate(update.outputs)]
         lines.append(f"    return {outs[0] if len(outs) == 1 else '(' + ', '.join(outs) + ')'}")
         return '\n'.join(lines) + '\n'
 
-    def _update_setup(self, fill, vectors):
-        """Source lines before the loop: the ring of pending buffer elements, outputs, the head."""
+    def _blocked_update(self, fill, vectors, body):
+        """Source lines of the loop with the folded update (see :class:`Update`).
+
+        The loop runs in blocks of ``BLOCK`` iterations. A block adds its
+        increments into ``block_buffer``, whose element 0 is the block's first
+        element not yet complete (``start + lag``); after the block, its
+        complete elements go through the update in a loop of their own
+        (contiguous, so the compiler can vectorize it), and the few still
+        pending move to the front.
+        """
         update = self.update
-        dtype = update.dtype
-        width = max(a for buf, a, _ in self.incs if buf == update.buffer) - update.lag + 1
+        pending = max(a for buf, a, _ in self.incs if buf == update.buffer) - update.lag
         lines = ['    total = size.item()',
                  f'    fill = {fill}.item()',
-                 f'    width = {width}',
-                 f'    ring = np.full(width, fill, dtype=np.{dtype})']
+                 f'    block_buffer = np.full({BLOCK + pending}, fill, dtype=np.{update.dtype})']
         for v in vectors:
             lines += [f'    if {v}.shape[0] != total:',
-                      "        raise ValueError('StencilLoop: the update\\'s vectors and the "
-                      "buffer have different lengths')"]
-        lines += [f'    o{q} = np.empty(total, dtype=np.{dtype_q})'
-                  for q, (dtype_q, into) in enumerate(update.outputs) if into is None]
-        lines.append(f'    for k in range(min({update.lag}, total)):')
-        lines += self._update_element(vectors, '        ')
+                      "        raise ValueError('StencilLoop: the update vectors and the buffer "
+                      "have different lengths')"]
+        lines += [f'    o{q} = np.empty(total, dtype=np.{dtype})'
+                  for q, (dtype, into) in enumerate(update.outputs) if into is None]
+        lines.append(f'    for k in range(min({update.lag}, total)):  # never incremented')
+        lines += self._update_element(vectors, 'fill', '        ')
+        lines += [f'    for start in range(0, n, {BLOCK}):',
+                  f'        stop = min(start + {BLOCK}, n)',
+                  '        for i in range(start, stop):']
+        lines += ['            ' + line for line in body]
+        lines.append(f'        for k in range(start + {update.lag}, stop + {update.lag}):')
+        lines += self._update_element(vectors, f'block_buffer[k - start - {update.lag}]', '            ')
+        lines += ['        done = stop - start',
+                  f'        for t in range({pending}):',
+                  '            block_buffer[t] = block_buffer[done + t]',
+                  f'        for t in range({pending}, done + {pending}):',
+                  '            block_buffer[t] = fill',
+                  f'    for k in range(n + {update.lag}, total):  # no increment left to wait for',
+                  f'        t = k - n - {update.lag}']
+        lines += self._update_element(vectors, f'block_buffer[t] if t < {pending} else fill',
+                                      '        ')
         return lines
 
-    def _update_element(self, vectors, indent):
-        """Source lines applying the update to element ``k`` (complete: taken off the ring)."""
+    def _update_element(self, vectors, gradient, indent):
+        """Source lines applying the folded update to element ``k`` of the buffer (``gradient``)."""
         update = self.update
         args = ['g' if role == 'buffer' else f'{vectors[j]}[k]' if role == 'vector' else f'us{j}v'
                 for role, j in update.roles]
-        lines = ['g = ring[k % width]', 'ring[k % width] = fill',
-                 f"w = update_fn({', '.join(args)})"]
+        lines = [f'g = {gradient}', f"w = update_fn({', '.join(args)})"]
         nu = len(update.outputs)
         for q, (_, into) in enumerate(update.outputs):
             out = f'u{into}' if into is not None else f'o{q}'

@@ -9,7 +9,7 @@ from pytensor.tensor.basic import Alloc
 from pytensor.tensor.subtensor import IncSubtensor
 
 import downhill
-from downhill.stencil import TAG, StencilLoop, mode_with_fusion
+from downhill.stencil import BLOCK, TAG, StencilLoop, mode_with_fusion
 
 FUSES = mode_with_fusion('NUMBA') != 'NUMBA'  # this PyTensor's Numba backend compiles the loop
 needs_numba_fusion = pytest.mark.skipif(not FUSES, reason="this PyTensor's Numba backend has no cache keys")
@@ -47,7 +47,7 @@ def adam_step(mode, x0, loss_of=rosenbrock):
 
 @needs_numba_fusion
 def test_rosenbrock_adam_step_is_one_loop_with_the_same_numbers():
-    x0 = np.random.default_rng(0).uniform(-2, 2, 1001)
+    x0 = np.random.default_rng(0).uniform(-2, 2, 2 * BLOCK + 452)  # the loop runs in blocks
     plain, x_plain = adam_step('NUMBA', x0)
     fused, x_fused = adam_step(mode_with_fusion('NUMBA'), x0)
     assert StencilLoop in ops(fused) and IncSubtensor not in ops(fused)
@@ -164,7 +164,7 @@ def test_an_increment_into_memory_the_loop_reads_is_not_made_in_place():
 @needs_numba_fusion
 @pytest.mark.parametrize('loss_of', [second_differences, shifted_only])
 def test_the_folded_update_waits_until_an_element_is_complete(loss_of):
-    x0 = np.random.default_rng(3).uniform(-2, 2, 50)
+    x0 = np.random.default_rng(3).uniform(-2, 2, 2 * BLOCK + 52)
     plain, x_plain = adam_step('NUMBA', x0, loss_of)
     fused, x_fused = adam_step(mode_with_fusion('NUMBA'), x0, loss_of)
     loop = next(n.op for n in fused.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop))
