@@ -235,10 +235,8 @@ def _register_stencil_loop(op_type):
         names = {'np': np, 'scalar_fn': scalar_fn}
         update_key = None
         if op.update is not None:
-            update = op.update.scalar_op
-            update_node = update.make_node(*op.update_scalar_inputs())
-            names['update_fn'], update_key = numba_funcify_and_cache_key(update, node=update_node,
-                                                                         **kwargs)
+            names['update_fn'], update_key = numba_funcify_and_cache_key(
+                op.update.elemwise, node=op.update_node(), **kwargs)
         loop = compile_numba_function_src(op.numba_source(), 'stencil_loop', names, write_to_disk=True)
         return numba_njit(loop), op.cache_key(scalar_key, update_key)
 

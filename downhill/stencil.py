@@ -55,28 +55,27 @@ __all__ = ['FuseStencils', 'StencilLoop', 'fuse_stencils', 'mode_with_fusion']
 TAG = 'downhill_stencil'
 #: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
 POSITION = 50.9
-#: Bumped when the generated Numba code changes (part of its cache key).
-CODE_VERSION = 3
-#: Iterations per block of a loop with a folded update (8 KiB of float64 buffer).
-BLOCK = 1024
+#: Iterations per block of a loop with a folded update (128 KiB of float64 buffer).
+BLOCK = 16384
 
 
 class Update(NamedTuple):
     """An elementwise operation folded into a :class:`StencilLoop`, fed by one of its buffers.
 
     When a buffer (a gradient) is only read by one elementwise operation (the
-    optimizer's update of the parameter and its state), the loop applies that
-    operation to each element as soon as the element is complete, and keeps
-    only the few elements still receiving increments (``ring``), so the
-    buffer is never stored.
+    optimizer's update of the parameter and its state), the loop runs in
+    blocks and applies that operation to each block's complete elements
+    (PyTensor's own compiled version of it, vectorized, on views of the
+    block), so only a block's worth of the buffer is ever stored.
     """
 
-    scalar_op: object
+    #: The ``Elemwise`` op (with its in-place pattern).
+    elemwise: object
     #: Which buffer it reads; that buffer's input is then its fill value.
     buffer: int
     #: The buffer's dtype.
     dtype: str
-    #: Per input of ``scalar_op``: ``('buffer', 0)``, ``('vector', j)`` or ``('scalar', j)``.
+    #: Per input of the op: ``('buffer', 0)``, ``('vector', j)`` or ``('scalar', j)``.
     roles: tuple
     #: Per output: ``(dtype, j)``, ``j`` the vector it overwrites, or None for a new array.
     outputs: tuple
@@ -84,7 +83,7 @@ class Update(NamedTuple):
     lag: int
     n_vectors: int
     n_scalars: int
-    #: The dtypes of ``scalar_op``'s inputs.
+    #: The dtypes of the op's inputs.
     in_dtypes: tuple
     #: Per vector: the index of the loop's base it is (None: another array).
     same_as_base: tuple
@@ -196,7 +195,7 @@ class StencilLoop(Op):
             args = [gradient if role == 'buffer' else vectors[j] if role == 'vector'
                     else np.asarray(update_scalars[j]).item() for role, j in update.roles]
             nu = len(update.outputs)
-            results = np.frompyfunc(_python_function(update.scalar_op), len(args), nu)(*args)
+            results = np.frompyfunc(_python_function(update.elemwise.scalar_op), len(args), nu)(*args)
             results = results if nu > 1 else (results,)
             for q, (dtype, into) in enumerate(update.outputs):
                 value = np.asarray(results[q], dtype=dtype)
@@ -225,7 +224,7 @@ class StencilLoop(Op):
                             + ([] if update is None else
                                [f'u{j}' for j in range(update.n_vectors)]
                                + [f'us{j}' for j in range(update.n_scalars)] + ['size']))
-        buffers, bases, scalars, vectors, update_scalars, _ = names
+        buffers, bases, scalars, vectors, _, _ = names
         arguments = [name for group in names[:5] for name in group] + ([] if update is None else ['size'])
         lines = [f"def stencil_loop({', '.join(arguments)}):"]
         length_of = {k: f'{b}.shape[0]' for k, b in enumerate(buffers)}
@@ -241,7 +240,7 @@ class StencilLoop(Op):
         if not self.inplace:
             lines += [f'    {b} = {b}.copy()' for k, b in enumerate(buffers)
                       if update is None or k != update.buffer]
-        lines += [f'    {name}v = {name}.item()' for name in scalars + update_scalars]
+        lines += [f'    {name}v = {name}.item()' for name in scalars]
         for k, (_, acc) in enumerate(self.sums):
             lines.append(f'    acc{k} = np.{acc}(0)')
         nout = len(self.sums) + len(self.incs)
@@ -271,13 +270,13 @@ class StencilLoop(Op):
 
         The loop runs in blocks of ``BLOCK`` iterations. A block adds its
         increments into ``block_buffer``, whose element 0 is the block's first
-        element not yet complete (``start + lag``); after the block, its
-        complete elements go through the update in a loop of their own
-        (contiguous, so the compiler can vectorize it), and the few still
-        pending move to the front.
+        element not yet complete (``start + lag``); after the block, the
+        update runs on its complete elements (views), and the few elements
+        still pending move to the front.
         """
         update = self.update
-        pending = max(a for buf, a, _ in self.incs if buf == update.buffer) - update.lag
+        lag = update.lag
+        pending = max(a for buf, a, _ in self.incs if buf == update.buffer) - lag
         lines = ['    total = size.item()',
                  f'    fill = {fill}.item()',
                  f'    block_buffer = np.full({BLOCK + pending}, fill, dtype=np.{update.dtype})']
@@ -287,48 +286,58 @@ class StencilLoop(Op):
                       "have different lengths')"]
         lines += [f'    o{q} = np.empty(total, dtype=np.{dtype})'
                   for q, (dtype, into) in enumerate(update.outputs) if into is None]
-        lines.append(f'    for k in range(min({update.lag}, total)):  # never incremented')
-        lines += self._update_element(vectors, 'fill', '        ')
+        if lag:  # elements no iteration increments
+            lines.append(f'    head = min({lag}, total)')
+            lines += self._update_block('0', 'head', f'np.full(head, fill, dtype=np.{update.dtype})',
+                                        vectors, '    ')
         lines += [f'    for start in range(0, n, {BLOCK}):',
                   f'        stop = min(start + {BLOCK}, n)',
                   '        for i in range(start, stop):']
         lines += ['            ' + line for line in body]
-        lines.append(f'        for k in range(start + {update.lag}, stop + {update.lag}):')
-        lines += self._update_element(vectors, f'block_buffer[k - start - {update.lag}]', '            ')
-        lines += ['        done = stop - start',
-                  f'        for t in range({pending}):',
+        lines.append('        done = stop - start')
+        lines += self._update_block(f'start + {lag}', f'stop + {lag}', 'block_buffer[:done]',
+                                    vectors, '        ')
+        lines += [f'        for t in range({pending}):',
                   '            block_buffer[t] = block_buffer[done + t]',
-                  f'        for t in range({pending}, done + {pending}):',
-                  '            block_buffer[t] = fill',
-                  f'    for k in range(n + {update.lag}, total):  # no increment left to wait for',
-                  f'        t = k - n - {update.lag}']
-        lines += self._update_element(vectors, f'block_buffer[t] if t < {pending} else fill',
-                                      '        ')
+                  f'        block_buffer[{pending}:done + {pending}] = fill',
+                  f'    if total > n + {lag}:  # the elements after the last increment',
+                  f'        rest = total - n - {lag}',
+                  f'        block_buffer[{pending}:] = fill',
+                  f'        tail = block_buffer[:rest] if rest <= {BLOCK + pending} else '
+                  f'np.full(rest, fill, dtype=np.{update.dtype})']
+        if pending:
+            lines.append(f'        tail[:{pending}] = block_buffer[:{pending}]')
+        lines += self._update_block(f'n + {lag}', 'total', 'tail', vectors, '        ')
         return lines
 
-    def _update_element(self, vectors, gradient, indent):
-        """Source lines applying the folded update to element ``k`` of the buffer (``gradient``)."""
+    def _update_block(self, first, stop, gradient, vectors, indent):
+        """Source lines running the folded update on elements ``first:stop`` (``gradient``)."""
         update = self.update
-        args = ['g' if role == 'buffer' else f'{vectors[j]}[k]' if role == 'vector' else f'us{j}v'
-                for role, j in update.roles]
-        lines = [f'g = {gradient}', f"w = update_fn({', '.join(args)})"]
+        args = [gradient if role == 'buffer' else f'{vectors[j]}[{first}:{stop}]' if role == 'vector'
+                else f'us{j}' for role, j in update.roles]
+        lines = [f"w = update_fn({', '.join(args)})"]
         nu = len(update.outputs)
         for q, (_, into) in enumerate(update.outputs):
-            out = f'u{into}' if into is not None else f'o{q}'
-            lines.append(f"{out}[k] = {'w[%d]' % q if nu > 1 else 'w'}")
+            if into is None:  # written in place otherwise
+                lines.append(f"o{q}[{first}:{stop}] = {'w[%d]' % q if nu > 1 else 'w'}")
         return [indent + line for line in lines]
 
-    def update_scalar_inputs(self):
-        """Scalar variables to build the folded update's scalar node from."""
-        return [ps.get_scalar_type(dtype)() for dtype in self.update.in_dtypes]
+    def update_node(self):
+        """An ``Apply`` of the folded update's op on vectors (and one-element scalars)."""
+        update = self.update
+        inputs = [TensorType(dtype, shape=(1,) if role == 'scalar' else (None,))()
+                  for dtype, (role, _) in zip(update.in_dtypes, update.roles)]
+        return update.elemwise.make_node(*inputs)
 
     def cache_key(self, scalar_key, update_key=None):
-        """Numba's on-disk cache key of the loop, given its scalar functions' (None: not cached)."""
+        """Numba's on-disk cache key of the loop, given its scalar functions' (None: not cached).
+
+        The generated source is part of it, so a change to the code generator
+        never loads a stale loop.
+        """
         if scalar_key is None or (self.update is not None and update_key is None):
             return None
-        update = None if self.update is None else (update_key, *self.update[1:])
-        text = str((CODE_VERSION, self.views, self.n_bases, self.n_scalars, self.sums, self.incs,
-                    self.n_buffers, self.inplace, update, scalar_key))
+        text = str((self.numba_source(), self.sums, scalar_key, update_key))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def __str__(self):
@@ -595,7 +604,7 @@ def _folded(fgraph, node, k, user, roles, vectors, scalars):
                 return None
             if base is not None:  # written only after the loop's last read of that element
                 lag = min([lag] + [a for i, a, _ in op.views if i == base])
-    update = Update(user.op.scalar_op, k, node.inputs[k].dtype, tuple(roles), tuple(outputs), lag,
+    update = Update(user.op, k, node.inputs[k].dtype, tuple(roles), tuple(outputs), lag,
                     len(vectors), len(scalars), tuple(i.dtype for i in user.inputs),
                     tuple(same_as_base))
     new = StencilLoop(op.scalar_op, op.views, op.n_bases, op.n_scalars, op.sums, op.incs,
@@ -603,7 +612,7 @@ def _folded(fgraph, node, k, user, roles, vectors, scalars):
     fill, size = node.inputs[k].owner.inputs
     inputs = list(node.inputs)
     inputs[k] = fill.dimshuffle() if fill.ndim else fill
-    outs = new(*inputs, *vectors, *[v.dimshuffle() for v in scalars], size, return_list=True)
+    outs = new(*inputs, *vectors, *scalars, size, return_list=True)
     kept = [o for i, o in enumerate(node.outputs[len(op.sums):]) if i != k]
     olds = list(node.outputs[:len(op.sums)]) + kept + list(user.outputs)
     return list(zip(olds, outs))
