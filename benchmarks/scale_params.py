@@ -13,8 +13,8 @@ reports updates/s (best of ``--windows`` timed windows after a warm-up) and
 its peak resident memory (``VmHWM`` in ``/proc/self/status``) above its
 resident memory just before the parameters were made (``base``). The
 parameter's own size is ``8 n`` bytes (float64); ``copies`` is the peak above
-``base``, less the same figure at the smallest size (compiled code, caches),
-divided by ``8 n``: how many parameter-sized arrays were alive at the peak.
+``base``, less the fixed cost (the smallest such figure among the sizes under
+10^5: compiled code, caches), divided by ``8 n``: how many parameter-sized arrays were alive at the peak.
 Adam keeps 2 of its own (``m``, ``v``), RMSProp 2 (``f``, ``G``).
 """
 
@@ -115,11 +115,16 @@ def run_all(sizes, algos, impls, seconds, windows, mode, python=sys.executable):
 
 
 def _add_copies(rows):
-    """Parameter-sized arrays alive at the peak, less the fixed cost at the smallest size."""
+    """Parameter-sized arrays alive at the peak, less the fixed cost (compiled code, caches).
+
+    The fixed cost is the smallest peak above base among the sizes under
+    10^5 (or the smallest size), so a compiler's one-off spike at one small
+    size does not count against the large ones.
+    """
     for row in rows:
         same = [r for r in rows if r['algo'] == row['algo'] and r['impl'] == row['impl']]
-        smallest = min(same, key=lambda r: r['n'])
-        fixed = smallest['peak_bytes'] - smallest['base_bytes']
+        small = [r for r in same if r['n'] < 10 ** 5] or [min(same, key=lambda r: r['n'])]
+        fixed = min(r['peak_bytes'] - r['base_bytes'] for r in small)
         above = row['peak_bytes'] - row['base_bytes'] - fixed
         row['above_base_bytes'] = row['peak_bytes'] - row['base_bytes']
         row['copies'] = above / row['param_bytes'] if row['n'] >= 10 ** 5 else None
