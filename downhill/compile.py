@@ -49,11 +49,12 @@ def quick_start_fits(params):
     The quick start's Python-linker step evaluates the graph one operation at
     a time, nothing fused or in place, and its temporaries stay in the heap:
     Adam on a 10^6 dimensional Rosenbrock function peaked at 15
-    parameter-sized arrays with it and 5 without (``benchmarks/RESULTS_scale.md``).
+    parameter-sized arrays with it and 5 without (``benchmarks/RESULTS_scale.md``;
+    3.5 since the update is folded into the loop, :mod:`downhill.stencil`).
     Up to :data:`QUICK_START_MAX_BYTES` of parameters that is a few tens of
     MB at most, once; above it downhill compiles the final step before the
-    first update instead (and says so in the log), so the memory stays the
-    parameters, the algorithm's state, the gradient and the best parameters.
+    first update instead (and says so in the log), so the memory stays that
+    of the compiled step.
     """
     size = sum(np.asarray(p.get_value(borrow=True)).nbytes for p in params)
     if size <= QUICK_START_MAX_BYTES:

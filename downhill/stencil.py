@@ -17,7 +17,10 @@ results are only summed or added into a slice of a buffer, and replaces it
 with one :class:`StencilLoop`: a loop over the common length that reads each
 slice's element, computes every term with one fused scalar function, adds the
 sums up and adds the increments into the buffer (in place when PyTensor had
-made the increment in place). The terms are never stored. The numbers are
+made the increment in place). The terms are never stored. When the buffer
+(a gradient) is only read by one elementwise operation (the optimizer's
+update), that operation is folded into the loop as well (:class:`Update`), and
+only a block of the buffer is ever stored. The numbers are
 those of PyTensor's step up to the last bit: a sum is added up in another
 order, and Numba's fast-math flags let LLVM contract ``a * b + c`` into one
 rounding differently in the fused loop (each element of the buffer receives
@@ -50,7 +53,7 @@ from . import _compat
 
 log = logging.getLogger('downhill')
 
-__all__ = ['FuseStencils', 'StencilLoop', 'fuse_stencils', 'mode_with_fusion']
+__all__ = ['FuseStencils', 'StencilLoop', 'Update', 'fuse_stencils', 'mode_with_fusion']
 
 TAG = 'downhill_stencil'
 #: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
@@ -279,7 +282,8 @@ class StencilLoop(Op):
         pending = max(a for buf, a, _ in self.incs if buf == update.buffer) - lag
         lines = ['    total = size.item()',
                  f'    fill = {fill}.item()',
-                 f'    block_buffer = np.full({BLOCK + pending}, fill, dtype=np.{update.dtype})']
+                 # no bigger than the loop: a small problem's call should not fill 128 KiB
+                 f'    block_buffer = np.full(min(n, {BLOCK}) + {pending}, fill, dtype=np.{update.dtype})']
         for v in vectors:
             lines += [f'    if {v}.shape[0] != total:',
                       "        raise ValueError('StencilLoop: the update vectors and the buffer "
@@ -303,7 +307,7 @@ class StencilLoop(Op):
                   f'    if total > n + {lag}:  # the elements after the last increment',
                   f'        rest = total - n - {lag}',
                   f'        block_buffer[{pending}:] = fill',
-                  f'        tail = block_buffer[:rest] if rest <= {BLOCK + pending} else '
+                  '        tail = block_buffer[:rest] if rest <= block_buffer.shape[0] else '
                   f'np.full(rest, fill, dtype=np.{update.dtype})']
         if pending:
             lines.append(f'        tail[:{pending}] = block_buffer[:{pending}]')
