@@ -629,13 +629,20 @@ class FuseStencils(GraphRewriter):
         fgraph.attach_feature(ReplaceValidate())
 
     def apply(self, fgraph):
-        for region in _regions(fgraph):
-            pairs = _fuse(fgraph, region)
-            if pairs and _replace(fgraph, pairs, f'{len(region.nodes)} elementwise nodes'):
-                loop = pairs[0][1].owner
-                pairs = _fold_update(fgraph, loop)
-                if pairs:
-                    _replace(fgraph, pairs, 'the update reading its buffer')
+        # A replacement changes the graph the other regions were found in (a later
+        # region may read a buffer or a sum the loop now makes): find them again.
+        changed = True
+        while changed:
+            changed = False
+            for region in _regions(fgraph):
+                pairs = _fuse(fgraph, region)
+                if pairs and _replace(fgraph, pairs, f'{len(region.nodes)} elementwise nodes'):
+                    loop = pairs[0][1].owner
+                    pairs = _fold_update(fgraph, loop)
+                    if pairs:
+                        _replace(fgraph, pairs, 'the update reading its buffer')
+                    changed = True
+                    break
 
 
 def _replace(fgraph, pairs, what):

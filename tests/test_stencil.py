@@ -200,3 +200,22 @@ def test_a_gradient_also_returned_is_stored():
     start = x.get_value()
     value, grad = fn()
     np.testing.assert_allclose(x.get_value(), start - 1e-4 * grad, rtol=1e-15)
+
+
+@needs_numba_fusion
+def test_a_gradient_monitor_fused_with_the_update():
+    # PyTensor fuses sqr(g) (summed: the monitor) and the update into one
+    # two-output Composite; folding it into the loop changes what the sum reads
+    def step(mode):
+        x = pytensor.shared(np.linspace(-1, 1, 50), name='x')
+        loss = rosenbrock(x)
+        g = pytensor.grad(loss, x)
+        with pytensor.config.change_flags(on_opt_error='raise'):
+            fn = pytensor.function([], [loss, (g ** 2).sum()], updates=[(x, x - 1e-4 * g)], mode=mode)
+        return fn, x
+    fused, x_fused = step(mode_with_fusion('NUMBA'))
+    plain, x_plain = step(get_mode('NUMBA').excluding(TAG))
+    assert StencilLoop in ops(fused)
+    for _ in range(5):
+        np.testing.assert_allclose(fused(), plain(), rtol=1e-13)
+        np.testing.assert_allclose(x_fused.get_value(), x_plain.get_value(), rtol=1e-13, atol=1e-15)
