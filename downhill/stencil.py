@@ -96,8 +96,11 @@ class StencilLoop(Op):
     """One loop: sums and slice-increments of a scalar function of shifted vector elements.
 
     Inputs: the buffers (one per chain of increments), then the 1-d ``bases``,
-    then the scalars (0-d: the elementwise operations' broadcast inputs). Outputs: one 0-d sum per entry of ``sums``, then
-    the buffers with their increments added.
+    then the scalars (0-d: the elementwise operations' broadcast inputs); with
+    an ``update``, then its vectors, its one-element scalars and the consumed
+    buffer's length (that buffer's input is its fill value). Outputs: one 0-d
+    sum per entry of ``sums``, then the buffers with their increments added
+    (but the consumed one), then the update's outputs.
 
     Parameters
     ----------
@@ -115,6 +118,8 @@ class StencilLoop(Op):
     n_buffers : int
     inplace : bool
         Whether the buffers are overwritten (else copied first).
+    update : Update or None
+        The elementwise operation folded in, if any.
     """
 
     __props__ = ('scalar_op', 'views', 'n_bases', 'n_scalars', 'sums', 'incs', 'n_buffers',
