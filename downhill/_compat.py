@@ -12,9 +12,9 @@ import pytensor
 import pytensor.gradient
 
 try:  # PyTensor >= 3
-    from pytensor.graph.traversal import applys_between, explicit_graph_inputs, graph_inputs
+    from pytensor.graph.traversal import ancestors, applys_between, explicit_graph_inputs, graph_inputs
 except ImportError:  # PyTensor 2.x
-    from pytensor.graph.basic import applys_between, explicit_graph_inputs, graph_inputs
+    from pytensor.graph.basic import ancestors, applys_between, explicit_graph_inputs, graph_inputs
 
 from pytensor.gradient import DisconnectedInputError
 from pytensor.tensor.random.op import RandomVariable
@@ -24,7 +24,7 @@ log = logging.getLogger('downhill')
 PYTENSOR_VERSION = tuple(int(p) for p in pytensor.__version__.split('.')[:2] if p.isdigit())
 
 __all__ = [
-    'DisconnectedInputError', 'RandomVariable', 'applys_between', 'explicit_graph_inputs',
+    'DisconnectedInputError', 'RandomVariable', 'ancestors', 'applys_between', 'explicit_graph_inputs',
     'graph_inputs', 'hessian_vector', 'l2_norm', 'random_normal', 'shared_generator',
 ]
 

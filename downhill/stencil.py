@@ -84,12 +84,18 @@ class Update(NamedTuple):
     outputs: tuple
     #: Element ``i + lag`` of the buffer is complete after iteration ``i``.
     lag: int
-    n_vectors: int
-    n_scalars: int
     #: The dtypes of the op's inputs.
     in_dtypes: tuple
     #: Per vector: the index of the loop's base it is (None: another array).
     same_as_base: tuple
+
+    @property
+    def n_vectors(self):
+        return len(self.same_as_base)
+
+    @property
+    def n_scalars(self):
+        return len({j for role, j in self.roles if role == 'scalar'})
 
 
 class StencilLoop(Op):
@@ -309,14 +315,15 @@ class StencilLoop(Op):
         lines += [f'        for t in range({pending}):',
                   '            block_buffer[t] = block_buffer[done + t]',
                   f'        block_buffer[{pending}:done + {pending}] = fill',
-                  f'    if total > n + {lag}:  # the elements after the last increment',
-                  f'        rest = total - n - {lag}',
-                  f'        block_buffer[{pending}:] = fill',
-                  '        tail = block_buffer[:rest] if rest <= block_buffer.shape[0] else '
-                  f'np.full(rest, fill, dtype=np.{update.dtype})']
-        if pending:
-            lines.append(f'        tail[:{pending}] = block_buffer[:{pending}]')
-        lines += self._update_block(f'n + {lag}', 'total', 'tail', vectors, '        ')
+                  # the elements after the last increment: the pending ones, then
+                  # fill (the block buffer holds both, but for a long tail)
+                  f'    rest = total - n - {lag}',
+                  '    if rest > block_buffer.shape[0]:',
+                  f'        longer = np.full(rest, fill, dtype=np.{update.dtype})',
+                  f'        longer[:{pending}] = block_buffer[:{pending}]',
+                  '        block_buffer = longer',
+                  '    if rest > 0:']
+        lines += self._update_block(f'n + {lag}', 'total', 'block_buffer[:rest]', vectors, '        ')
         return lines
 
     def _update_block(self, first, stop, gradient, vectors, indent):
@@ -544,22 +551,10 @@ def _fuse(fgraph, region):
     return pairs
 
 
-def _depends_on(var, outputs):
-    """Whether ``var`` is computed from any of ``outputs``."""
-    stack, seen, targets = [var], set(), set(outputs)
-    while stack:
-        v = stack.pop()
-        if v in targets:
-            return True
-        if v.owner is not None and v not in seen:
-            seen.add(v)
-            stack.extend(v.owner.inputs)
-    return False
-
-
 def _fold_update(fgraph, node):
     """Replacements folding the only reader of one of ``node``'s buffers into it (see :class:`Update`)."""
     op = node.op
+    made = set(node.outputs)  # the update's other inputs must not be computed from these
     for k in range(op.n_buffers):
         grad = node.outputs[len(op.sums) + k]
         users = fgraph.clients[grad]
@@ -574,7 +569,7 @@ def _fold_update(fgraph, node):
         for inp in user.inputs:
             if inp is grad:
                 roles.append(('buffer', 0))
-            elif _depends_on(inp, node.outputs) or inp.ndim != 1:
+            elif inp.ndim != 1 or any(v in made for v in _compat.ancestors([inp])):
                 break
             else:
                 group = scalars if inp.type.broadcastable == (True,) else vectors
@@ -614,8 +609,7 @@ def _folded(fgraph, node, k, user, roles, vectors, scalars):
             if base is not None:  # written only after the loop's last read of that element
                 lag = min([lag] + [a for i, a, _ in op.views if i == base])
     update = Update(user.op, k, node.inputs[k].dtype, tuple(roles), tuple(outputs), lag,
-                    len(vectors), len(scalars), tuple(i.dtype for i in user.inputs),
-                    tuple(same_as_base))
+                    tuple(i.dtype for i in user.inputs), tuple(same_as_base))
     new = StencilLoop(op.scalar_op, op.views, op.n_bases, op.n_scalars, op.sums, op.incs,
                       op.n_buffers, op.inplace, update)
     fill, size = node.inputs[k].owner.inputs

@@ -176,6 +176,24 @@ def test_the_folded_update_waits_until_an_element_is_complete(loss_of):
         np.testing.assert_allclose(x_fused.get_value(), x_plain.get_value(), rtol=1e-13, atol=1e-15)
 
 
+def short_slices(x):  # more elements after the loop's last increment than the loop has
+    return ((x[1:-3] - x[:-4]) ** 2).sum()
+
+
+@needs_numba_fusion
+@pytest.mark.parametrize('size', [6, 2 * BLOCK + 52])
+def test_the_folded_update_after_the_last_increment(size):
+    x0 = np.random.default_rng(5).uniform(-2, 2, size)
+    plain, x_plain = adam_step('NUMBA', x0, short_slices)
+    fused, x_fused = adam_step(mode_with_fusion('NUMBA'), x0, short_slices)
+    loop = next(n.op for n in fused.maker.fgraph.apply_nodes if isinstance(n.op, StencilLoop))
+    assert loop.update is not None
+    for _ in range(5):
+        a, b = plain(), fused()
+        assert abs(a - b) <= 1e-13 * abs(a)
+        np.testing.assert_allclose(x_fused.get_value(), x_plain.get_value(), rtol=1e-13, atol=1e-15)
+
+
 def test_the_folded_update_in_python():
     x0 = np.random.default_rng(4).uniform(-2, 2, 30)
     plain_mode = Mode(linker='py', optimizer='fast_run')
