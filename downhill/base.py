@@ -169,11 +169,11 @@ class Optimizer:
         graph.check_loss(loss)
         self._loss = loss
         self._mode = compiling.check_mode(mode)
-        self._quick_start = hyperparams.flag('quick_start', quick_start)
+        quick_start = hyperparams.flag('quick_start', quick_start)  # checked before any work
         self._fast_tanh = hyperparams.flag('fast_tanh', fast_tanh) and calls_libm_tanh(mode)
         self._updates = self._check_updates(updates)
         self._params = self._check_params(loss, params, [v for v, _ in self._updates])
-        self._quick_start = (self._quick_start and not compiling.is_quick(mode)
+        self._quick_start = (quick_start and not compiling.is_quick(mode)
                              and compiling.quick_start_fits(self._params))
         self._monitor_names, monitor_exprs = self._check_monitors(monitors)
         self._monitor_exprs = [loss] + monitor_exprs
