@@ -193,52 +193,52 @@ def precompile(fn, args):
     return True
 
 
-def with_stencil_fusion(mode, tag, op_type):
-    """``mode`` including the rewrites tagged ``tag``, when it runs on PyTensor 3's Numba backend.
+def with_generated_loops(mode, tags, op_types):
+    """``mode`` including the rewrites tagged ``tags``, when it runs on PyTensor 3's Numba backend.
 
-    ``op_type`` (:class:`downhill.stencil.StencilLoop`) is registered with the
-    backend first: its ``numba_source()`` becomes a Numba function calling the
-    scalar op's own Numba version, cached on disk like PyTensor's generated
-    code. Any other mode (and PyTensor 2.x) is returned as it is.
+    Each of ``op_types`` (:class:`downhill.stencil.StencilLoop`,
+    :class:`downhill.fused_sums.ElemwiseSums`) is registered with the backend
+    first: an op's ``numba_source(node)`` becomes a Numba function calling the
+    Numba versions of its ``numba_callees(node)``, cached on disk like
+    PyTensor's generated code. Any other mode (and PyTensor 2.x) is returned
+    as it is.
     """
     from pytensor.compile.mode import get_mode
     resolved = get_mode(mode)
-    if 'Numba' not in type(resolved.linker).__name__ or not _register_stencil_loop(op_type):
+    if ('Numba' not in type(resolved.linker).__name__
+            or not all(_register_generated_loop(t) for t in op_types)):
         return mode
     try:
-        return resolved.including(tag)
+        return resolved.including(*tags)
     except AttributeError as err:  # a Mode whose optimizer is a single rewriter, not a query
         log.debug('mode %s keeps its own rewrites (%s)', mode, err)
         return mode
 
 
-_STENCIL_REGISTERED = {}
+_REGISTERED = {}
 
 
-def _register_stencil_loop(op_type):
-    if op_type in _STENCIL_REGISTERED:
-        return _STENCIL_REGISTERED[op_type]
+def _register_generated_loop(op_type):
+    if op_type in _REGISTERED:
+        return _REGISTERED[op_type]
     try:
         from pytensor.link.numba.cache import compile_numba_function_src
         from pytensor.link.numba.dispatch.basic import (
             numba_funcify_and_cache_key, numba_njit, register_funcify_and_cache_key)
     except ImportError:  # PyTensor 2.x: no cache keys for generated code
-        _STENCIL_REGISTERED[op_type] = False
+        _REGISTERED[op_type] = False
         return False
 
     @register_funcify_and_cache_key(op_type)
-    def numba_funcify_stencil_loop(op, node, **kwargs):
+    def numba_funcify_generated_loop(op, node, **kwargs):
         kwargs.pop('storage_map', None)
-        scalar = op.scalar_op
-        scalar_node = scalar.make_node(*[i.type() for i in scalar.inputs])
-        scalar_fn, scalar_key = numba_funcify_and_cache_key(scalar, node=scalar_node, **kwargs)
-        names = {'np': np, 'scalar_fn': scalar_fn}
-        update_key = None
-        if op.update is not None:
-            names['update_fn'], update_key = numba_funcify_and_cache_key(
-                op.update.elemwise, node=op.update_node(), **kwargs)
-        loop = compile_numba_function_src(op.numba_source(), 'stencil_loop', names, write_to_disk=True)
-        return numba_njit(loop), op.cache_key(scalar_key, update_key)
+        names, keys = {'np': np}, []
+        for name, (callee, callee_node) in op.numba_callees(node).items():
+            names[name], key = numba_funcify_and_cache_key(callee, node=callee_node, **kwargs)
+            keys.append(key)
+        loop = compile_numba_function_src(op.numba_source(node), op.numba_name, names,
+                                          write_to_disk=True)
+        return numba_njit(loop), op.cache_key(node, keys)
 
-    _STENCIL_REGISTERED[op_type] = True
+    _REGISTERED[op_type] = True
     return True

@@ -24,7 +24,7 @@ from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, s
 from .dataset import Batches, Dataset, Passes, as_dataset
 from .fast_tanh import calls_libm_tanh, replace_for_mode
 from .logs import IMPROVED, Progress, format_monitors
-from .stencil import mode_with_fusion
+from .fusion import mode_with_fusion
 
 log = logging.getLogger('downhill')
 

@@ -35,7 +35,7 @@ import pytensor.tensor as pt
 from . import _compat
 from .dataset import Dataset, _take
 from .fast_tanh import replace_for_mode
-from .stencil import mode_with_fusion
+from .fusion import mode_with_fusion
 
 log = logging.getLogger('downhill')
 

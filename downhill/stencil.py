@@ -28,7 +28,7 @@ its increments in the same order as before).
 
 The rewrite is registered in PyTensor's optimizer database under the tag
 ``downhill_stencil``, which no mode includes by default;
-:func:`mode_with_fusion` adds it to a Numba mode (PyTensor 3 only).
+:func:`downhill.fusion.mode_with_fusion` adds it to a Numba mode (PyTensor 3 only).
 """
 
 import hashlib
@@ -53,7 +53,7 @@ from . import _compat
 
 log = logging.getLogger('downhill')
 
-__all__ = ['FuseStencils', 'StencilLoop', 'Update', 'fuse_stencils', 'mode_with_fusion']
+__all__ = ['FuseStencils', 'StencilLoop', 'Update', 'fuse_stencils']
 
 TAG = 'downhill_stencil'
 #: After PyTensor's elementwise fusion (49) and in-place rewrites (50.1-50.5).
@@ -187,7 +187,7 @@ class StencilLoop(Op):
         views = [bases[k][a:a + length] for k, a, _ in self.views]
         nout = len(self.scalar_op.outputs)
         # one Python call per element: the reference for the Numba loop, not a fast path
-        terms = _python_function(self.scalar_op)
+        terms = python_function(self.scalar_op)
         values = np.frompyfunc(terms, len(views) + len(scalars), nout)(
             *views, *[np.asarray(v).item() for v in scalars])
         values = values if nout > 1 else (values,)
@@ -209,7 +209,7 @@ class StencilLoop(Op):
             args = [gradient if role == 'buffer' else vectors[j] if role == 'vector'
                     else np.asarray(update_scalars[j]).item() for role, j in update.roles]
             nu = len(update.outputs)
-            results = np.frompyfunc(_python_function(update.elemwise.scalar_op), len(args), nu)(*args)
+            results = np.frompyfunc(python_function(update.elemwise.scalar_op), len(args), nu)(*args)
             results = results if nu > 1 else (results,)
             for q, (dtype, into) in enumerate(update.outputs):
                 value = np.asarray(results[q], dtype=dtype)
@@ -225,12 +225,22 @@ class StencilLoop(Op):
             raise ValueError(f'{self}: the sliced vectors have different lengths {sorted(lengths)}')
         return lengths.pop()
 
-    def numba_source(self):
-        """The Python source of the loop, compiled by Numba.
+    numba_name = 'stencil_loop'
+
+    def numba_callees(self, node=None):
+        """The Numba-compiled functions :meth:`numba_source` calls, by name: ``(op, node)``.
 
         ``scalar_fn`` is the terms' scalar function, ``update_fn`` the folded
         update's (see :class:`Update`).
         """
+        scalar = self.scalar_op
+        callees = {'scalar_fn': (scalar, scalar.make_node(*[i.type() for i in scalar.inputs]))}
+        if self.update is not None:
+            callees['update_fn'] = (self.update.elemwise, self.update_node())
+        return callees
+
+    def numba_source(self, node=None):
+        """The Python source of the loop (``stencil_loop``), compiled by Numba."""
         update = self.update
         names = self._split([f'buf{k}' for k in range(self.n_buffers)]
                             + [f'base{k}' for k in range(self.n_bases)]
@@ -345,16 +355,9 @@ class StencilLoop(Op):
                   for dtype, (role, _) in zip(update.in_dtypes, update.roles)]
         return update.elemwise.make_node(*inputs)
 
-    def cache_key(self, scalar_key, update_key=None):
-        """Numba's on-disk cache key of the loop, given its scalar functions' (None: not cached).
-
-        The generated source is part of it, so a change to the code generator
-        never loads a stale loop.
-        """
-        if scalar_key is None or (self.update is not None and update_key is None):
-            return None
-        text = str((self.numba_source(), self.sums, scalar_key, update_key))
-        return hashlib.sha256(text.encode()).hexdigest()
+    def cache_key(self, node, keys):
+        """Numba's on-disk cache key of the loop, given its callees' (None: not cached)."""
+        return generated_cache_key(self.numba_source(node), keys)
 
     def __str__(self):
         return f'StencilLoop{{{len(self.views)} views, {len(self.sums)} sums, {len(self.incs)} incs}}'
@@ -363,7 +366,18 @@ class StencilLoop(Op):
 _PYTHON_FUNCTIONS = {}
 
 
-def _python_function(scalar_op):
+def generated_cache_key(source, keys):
+    """The on-disk cache key of generated Numba source calling functions with cache keys ``keys``.
+
+    The source is part of it, so a change to the code generator never loads a
+    stale loop; None (not cached) when a callee has none.
+    """
+    if any(key is None for key in keys):
+        return None
+    return hashlib.sha256(str((source, tuple(keys))).encode()).hexdigest()
+
+
+def python_function(scalar_op):
     """``scalar_op`` as a Python function of scalars (for :meth:`StencilLoop.perform`).
 
     Not ``scalar_op.impl``: PyTensor's Python version of a Composite gives
@@ -635,16 +649,16 @@ class FuseStencils(GraphRewriter):
             changed = False
             for region in _regions(fgraph):
                 pairs = _fuse(fgraph, region)
-                if pairs and _replace(fgraph, pairs, f'{len(region.nodes)} elementwise nodes'):
+                if pairs and replace_validated(fgraph, pairs, f'{len(region.nodes)} elementwise nodes'):
                     loop = pairs[0][1].owner
                     pairs = _fold_update(fgraph, loop)
                     if pairs:
-                        _replace(fgraph, pairs, 'the update reading its buffer')
+                        replace_validated(fgraph, pairs, 'the update reading its buffer')
                     changed = True
                     break
 
 
-def _replace(fgraph, pairs, what):
+def replace_validated(fgraph, pairs, what):
     try:
         fgraph.replace_all_validate(pairs, reason='downhill_stencil')
     except (InconsistencyError, TypeError) as err:  # an in-place conflict: keep the graph as it is
@@ -657,7 +671,3 @@ def _replace(fgraph, pairs, what):
 fuse_stencils = FuseStencils()
 optdb.register('fuse_stencils', fuse_stencils, TAG, position=POSITION)
 
-
-def mode_with_fusion(mode):
-    """``mode`` with :data:`fuse_stencils`, when it is a Numba mode and PyTensor supports it."""
-    return _compat.with_stencil_fusion(mode, TAG, StencilLoop)

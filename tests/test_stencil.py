@@ -9,7 +9,8 @@ from pytensor.tensor.basic import Alloc
 from pytensor.tensor.subtensor import IncSubtensor
 
 import downhill
-from downhill.stencil import BLOCK, TAG, StencilLoop, mode_with_fusion
+from downhill.fusion import mode_with_fusion
+from downhill.stencil import BLOCK, TAG, StencilLoop
 
 FUSES = mode_with_fusion('NUMBA') != 'NUMBA'  # this PyTensor's Numba backend compiles the loop
 needs_numba_fusion = pytest.mark.skipif(not FUSES, reason="this PyTensor's Numba backend has no cache keys")
