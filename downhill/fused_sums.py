@@ -19,11 +19,11 @@ only by a further elementwise operation with 0-d inputs (the scaling) is
 computed by that operation in the same loop; a 0-d input that came out of the
 loss's scalar operation is computed apart when it does not depend on the sums
 (the divisor). Outputs are written in place where PyTensor's operation wrote
-in place. Each element gets the same arithmetic as before; only the sums are
-added up in another order.
+in place. Each element gets the same operations as before (Numba's fast-math
+flags apply as in PyTensor's own loops); the sums are added up in another
+order.
 """
 
-import logging
 
 import numpy as np
 import pytensor.scalar as ps
@@ -37,8 +37,6 @@ from pytensor.tensor.type import TensorType
 
 from . import _compat
 from .stencil import generated_cache_key, python_function, replace_validated
-
-log = logging.getLogger('downhill')
 
 __all__ = ['ElemwiseSums', 'FuseSums', 'fuse_sums']
 
