@@ -19,8 +19,7 @@ later one runs:
 - **A lean call** (:func:`downhill._compat.lean_caller`): a plain Python
   function that hands the arrays straight to the compiled Numba kernel and
   stores the updated values, skipping ``Function.__call__``'s general
-  bookkeeping (~2-3 us of the ~8 us of a 2-parameter Adam step); for small
-  steps the kernel does not hand back the arrays it updated in place.
+  bookkeeping (~2-3 us of the ~8 us of a 2-parameter Adam step).
 """
 
 import logging
