@@ -148,8 +148,7 @@ def lean_caller(fn, n_args):
             or has_updates != bool(updates) or n_out + len(updates) != n_total
             or len(getattr(vm, 'outputs', ())) != n_total or n_total == 0):
         return None
-    kernel = _kernel_updating_in_place(jit, cells, updates, n_out)
-    names = {'jit': kernel or jit}
+    names = {'jit': jit}
     args = [f'a{i}' for i in range(n_args)]
     values = list(args)
     for i in range(n_args, len(cells)):
@@ -158,65 +157,15 @@ def lean_caller(fn, n_args):
     lines = [f'def call({", ".join(args)}):', f'    out = jit({", ".join(values)})']
     for j, (k, container) in enumerate(updates):
         names[f'u{j}'] = container.storage
-        if names['jit'] is jit:
-            lines.append(f'    u{j}[0] = out[{k}]')
-        else:  # None: the kernel wrote the new value over the old one
-            lines += [f'    if out[{k}] is not None:', f'        u{j}[0] = out[{k}]']
+        lines.append(f'    u{j}[0] = out[{k}]')
     lines.append(f'    return out[:{n_out}]' if updates else '    return out')
     exec(compile('\n'.join(lines), f'<downhill lean call of {fn.name or "function"}>', 'exec'), names)
     call = names['call']
-    call.function, call.kernel = fn, names['jit']
+    call.function = fn
     return call
 
 
-#: The most bytes of updated arrays for which :func:`lean_caller` compiles an in-place kernel.
-IN_PLACE_KERNEL_MAX_BYTES = 256 << 10
-
-
-def _kernel_updating_in_place(jit, cells, updates, n_out):
-    """A Numba function calling ``jit`` that returns None for each updated array it updated in place.
-
-    Handing an array back from Numba to Python costs ~0.35 us (a new ndarray
-    object), which is a fifth of a 2-parameter Adam step when the parameter
-    and two state vectors come back at every call, though PyTensor computed
-    them in place. This kernel returns ``jit``'s outputs with each array
-    update that is the old array (same memory, shape and strides) replaced by
-    None. Like ``jit`` it compiles at its first call (:func:`precompile`), and
-    ``jit`` is compiled for that call only, but not from PyTensor's on-disk
-    cache: 1-2 s more in the background at every start. So only for steps
-    whose updated arrays total at most ``IN_PLACE_KERNEL_MAX_BYTES``, where calls
-    are short enough for the saving to count. None otherwise, when there is
-    no array update, or when Numba is missing.
-    """
-    cell_index = {id(c): i for i, c in enumerate(cells)}
-    arrays = {k: cell_index.get(id(container.storage)) for k, container in updates
-              if isinstance(container.storage[0], np.ndarray)}
-    arrays = {k: i for k, i in arrays.items() if i is not None}
-    try:
-        import numba
-    except ImportError:
-        return None
-    if not arrays or sum(cells[i][0].nbytes for i in arrays.values()) > IN_PLACE_KERNEL_MAX_BYTES:
-        return None
-    params = [f'x{i}' for i in range(len(cells))]
-    lines = [f"def kernel({', '.join(params)}):", f"    out = jit({', '.join(params)})"]
-    results = []
-    for k in range(n_out + len(updates)):
-        if k in arrays:
-            old = f'x{arrays[k]}'
-            lines += [f'    new{k} = out[{k}]',
-                      f'    same{k} = (new{k}.ctypes.data == {old}.ctypes.data and new{k}.shape == {old}.shape',
-                      f'               and new{k}.strides == {old}.strides)']
-            results.append(f'None if same{k} else new{k}')
-        else:
-            results.append(f'out[{k}]')
-    lines.append(f"    return ({', '.join(results)},)")
-    names = {'jit': jit}
-    exec(compile('\n'.join(lines), '<downhill kernel updating in place>', 'exec'), names)
-    return numba.njit(names['kernel'])
-
-
-def precompile(fn, args, kernel=None):
+def precompile(fn, args):
     """Have ``fn``'s machine code compiled for arguments like ``args``, with no update made.
 
     PyTensor 3's Numba backend returns from ``pytensor.function`` with the
@@ -225,10 +174,9 @@ def precompile(fn, args, kernel=None):
     the kernel once, now, on ``args`` (the explicit inputs, which compiled
     functions never modify) and on copies of the shared variables' values
     (which the kernel may update in place), and throws the results away: the
-    shared variables are untouched. ``kernel``: the lean call's kernel
-    (:func:`lean_caller`), which is then the one compiled. Returns whether it
-    did; for other backends (which compile in ``pytensor.function``) or
-    anything unexpected, False, and the first call compiles as usual.
+    shared variables are untouched. Returns whether it did; for other
+    backends (which compile in ``pytensor.function``) or anything unexpected,
+    False, and the first call compiles as usual.
     """
     import copy
     vm = getattr(fn, 'vm', None)
@@ -239,7 +187,7 @@ def precompile(fn, args, kernel=None):
     try:
         shared = [np.copy(c[0], order='K') if isinstance(c[0], np.ndarray) else copy.deepcopy(c[0])
                   for c in cells[len(args):]]
-        (kernel or jit)(*args, *shared)
+        jit(*args, *shared)
     except Exception:  # noqa: BLE001 -- an optimization only: the first call compiles instead
         return False
     return True

@@ -248,11 +248,10 @@ def compile_function(make, mode, n_args, lean, quick_start, name):
     def final(sample=None):
         started = time.perf_counter()
         fn = make(mode)
-        call = _fast_path(fn, n_args, lean)
         if sample is not None and len(sample) == n_args:
-            _compat.precompile(fn, sample, getattr(call, 'kernel', None))
+            _compat.precompile(fn, sample)
         log.debug('compiled %s in %.2f s (mode %s)', name, time.perf_counter() - started, mode)
-        return call
+        return _fast_path(fn, n_args, lean)
 
     if not quick_start or is_quick(mode):
         return final()

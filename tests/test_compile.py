@@ -83,39 +83,6 @@ def test_lean_call_matches_the_pytensor_function():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.compiled
-def test_lean_call_of_a_compiled_kernel_updates_in_place():
-    """Arrays the kernel updated in place are not handed back (None); new ones are stored."""
-    from downhill import _compat
-    results = []
-    for lean in (False, True):
-        loss, params, x, data = factor_problem()
-        g = pytensor.grad(loss, params)
-        rng = pytensor.shared(np.random.default_rng(5), name='rng')
-        next_rng, noise = pt.random.normal(0.0, 1e-3, rng=rng, size=(2,)).owner.outputs
-        history = pytensor.shared(np.zeros(0), name='history')
-        fn = pytensor.function([x], [loss, noise.sum()], mode='NUMBA',
-                               updates=[(p, p - 0.1 * d) for p, d in zip(params, g)]
-                               + [(rng, next_rng), (history, pt.concatenate([history, loss[None]]))])
-        if lean:
-            call = _compat.lean_caller(fn, 1)
-            if call is None and _compat.PYTENSOR_VERSION < (3,):
-                pytest.skip('PyTensor 2.x functions keep the normal call (no lean caller)')
-            assert call.kernel is not fn.vm.jit_fn  # the in-place kernel
-            assert _compat.precompile(fn, [data], call.kernel)
-            assert len(fn.vm.jit_fn.signatures) == 1  # compiled once, for the kernel's call
-        else:
-            call = fn
-        outs = [[float(o) for o in call(data)] for _ in range(4)]
-        results.append((outs, [p.get_value() for p in params], history.get_value()))
-    assert results[0][0] == results[1][0]  # the random draws advanced alike
-    for a, b in zip(results[0][1], results[1][1]):
-        np.testing.assert_array_equal(a, b)
-    # an update that is a new array (another length each step) is stored as before
-    assert len(results[1][2]) == 4
-    np.testing.assert_array_equal(results[0][2], results[1][2])
-
-
 def test_large_parameters_skip_the_quick_start(monkeypatch, caplog):
     loss, params, x, data = factor_problem()
     assert downhill.build('sgd', loss, inputs=[x], mode='NUMBA')._quick_start
