@@ -1,5 +1,9 @@
 """downhill.fused_sums: sums of elementwise terms added up in the loop that computes them."""
 
+import os
+import re
+import sys
+
 import numpy as np
 import pytensor
 import pytensor.scalar as ps
@@ -168,3 +172,13 @@ def test_downhill_compiles_the_fused_step():
     for _ in zip(range(50), opt.iterate(None, learning_rate=0.1, momentum=0.5)):
         pass
     assert float(opt.evaluate(None)['loss']) < 0.5 * first
+
+
+@needs_numba_fusion
+def test_the_benchmark_runs_and_both_variants_agree(capsys):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import fused_sums
+    fused_sums.main(['--size', 'tiny', '--steps', '2', '--windows', '1'])
+    out = capsys.readouterr().out
+    assert 'with fused sums' in out and 'page faults per step' in out
+    assert float(re.search(r'parameters differ by (\S+)', out).group(1)) < 1e-12
