@@ -24,7 +24,6 @@ flags apply as in PyTensor's own loops); the sums are added up in another
 order.
 """
 
-
 import numpy as np
 import pytensor.scalar as ps
 from pytensor.compile import optdb
@@ -123,7 +122,8 @@ class ElemwiseSums(Op):
                           f"along dimension {d}')"]
         shape = ''.join(f'n{d}, ' for d in range(ndim))
         for q, (dtype, i) in enumerate(self.outputs):
-            lines.append(f'    o{q} = a{i}' if i is not None else f'    o{q} = np.empty(({shape}), dtype=np.{dtype})')
+            array = f'a{i}' if i is not None else f'np.empty(({shape}), dtype=np.{dtype})'
+            lines.append(f'    o{q} = {array}')
         lines += [f'    acc{k} = np.{acc}(0)' for k, (_, acc) in enumerate(self.sums)]
         index = [f'i{d}' for d in range(ndim)]
         elements = [f"{name}[{', '.join('0' if b else i for b, i in zip(bc, index))}]"
@@ -175,7 +175,8 @@ def _scalar_apart(var, avoid):
         return None
     scalar = node.inputs[0]
     source = scalar.owner
-    if source is None or not isinstance(source.op, Elemwise) or not isinstance(source.op.scalar_op, ps.Composite):
+    if (source is None or not isinstance(source.op, Elemwise)
+            or not isinstance(source.op.scalar_op, ps.Composite)):
         return None
     composite = source.op.scalar_op
     inner = composite.fgraph.outputs[source.outputs.index(scalar)]
@@ -244,18 +245,17 @@ def _fuse(fgraph, node):
     # a term that is an input element itself goes through identity
     composite = ps.Composite(scalars, [ps.identity(t) if t in scalars else t for t in outs])
     # in place into the inputs PyTensor's operation overwrote (they are free to overwrite)
-    free = [i for i in sorted({i for v in node.op.destroy_map.values() for i in v})]
+    free = sorted({i for v in node.op.destroy_map.values() for i in v})
     outputs = []
     for var in replaced:
         into = next((i for i in free if node.inputs[i].type == var.type), None)
         if into is not None:
             free.remove(into)
         outputs.append((var.dtype, into))
-    op = ElemwiseSums(composite,
-                      [(user.outputs[0].dtype, user.op.acc_dtype or user.outputs[0].dtype) for _, user in sums],
-                      outputs)
+    totals = [user.outputs[0] for _, user in sums]
+    op = ElemwiseSums(composite, [(t.dtype, t.owner.op.acc_dtype or t.dtype) for t in totals], outputs)
     new = op(*inputs, return_list=True)
-    return [(user.outputs[0], out) for (_, user), out in zip(sums, new)] + list(zip(replaced, new[len(sums):]))
+    return list(zip(totals, new)) + list(zip(replaced, new[len(sums):]))
 
 
 class FuseSums(GraphRewriter):
