@@ -378,7 +378,7 @@ def generated_cache_key(source, keys):
 
 
 def python_function(scalar_op):
-    """``scalar_op`` as a Python function of scalars (for :meth:`StencilLoop.perform`).
+    """``scalar_op`` as a Python function of scalars (for the generated loops' ``perform``).
 
     Not ``scalar_op.impl``: PyTensor's Python version of a Composite gives
     every output of a nested multi-output Composite the last one's value
