@@ -168,7 +168,10 @@ def markdown(meta, rows):
         + ('; workers run with MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=256 MiB'
            if meta.get('malloc_keep') else ''),
         f'- {meta["rounds"]} timed process(es) per implementation x {meta["windows"]} windows of '
-        f'~{meta["target_s"]} s; upd/s is the median over all windows (wall clock); '
+        f'~{meta["target_s"]} s'
+        + ('; the main thread of round r\'s processes pinned to CPU r mod (CPUs) for its warm-up '
+           'and windows' if meta.get('pinned') else '')
+        + '; upd/s is the median over all windows (wall clock); '
         '"upd per CPU-s" divides by the CPU time of the worker process instead (all its threads), '
         'which a busy neighbour disturbs much less',
         f'- load average (1 min) before the workers: {meta.get("loadavg_range", "?")}; at the end: '

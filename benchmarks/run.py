@@ -8,7 +8,12 @@ For every problem and implementation it starts worker processes
    the cold time to the first update;
 2. ``full`` on that same, now warm, directory: the warm time to the first
    update, the check steps, warm-up and the timed windows (``--rounds`` times,
-   the order of the implementations rotated each round).
+   the order of the implementations rotated each round). In round ``r`` the
+   worker's main thread is pinned to CPU ``r`` mod (number of CPUs) once its
+   thread pools exist, for the warm-up and the windows: on a VM one CPU can
+   run at half the speed of another, and the default two rounds then give
+   every implementation one process on each (``--no-pin`` leaves it to the
+   scheduler).
 
 Between processes it sleeps briefly (an idle OpenBLAS pool spins ~0.1 s after
 its last call). For each process it records how many cores OTHER processes
@@ -104,6 +109,11 @@ def parse_args(argv=None):
     p.add_argument('--no-quick-start', action='store_true',
                    help="build downhill with quick_start=False (compile the final step before the "
                         'first update, as the raw function does)')
+    p.add_argument('--no-pin', action='store_true',
+                   help='do not pin the main thread of round r\'s workers to CPU r mod (number of '
+                        'CPUs) for their warm-up and timed windows (pinning gives every '
+                        'implementation the same share of each CPU: on a VM one CPU can run at half '
+                        'the speed of the other)')
     p.add_argument('--no-trust', action='store_true',
                    help='do not time the trust_input=True variants')
     p.add_argument('--compiledir', default=None,
@@ -224,6 +234,9 @@ class Orchestrator:
                         continue
                     cfg = self.base_cfg(impl, problem, 'full')
                     cfg['round'] = rnd
+                    if not a.no_pin and hasattr(os, 'sched_setaffinity'):
+                        cpus = sorted(os.sched_getaffinity(0))
+                        cfg['pin_cpu'] = cpus[rnd % len(cpus)]
                     cfg['params_out'] = os.path.join(self.tmp, f'params-{problem}-{impl}-{rnd}.npz')
                     r = self.worker(cfg, dirs[impl])
                     self.log(report.progress_line(r))
@@ -293,7 +306,7 @@ class Orchestrator:
             command='python -m benchmarks ' + ' '.join(sys.argv[1:]),
             nproc=os.cpu_count(), cpu=cpu, platform=platform.platform(),
             loadavg_end=_loadavg(), loadavg_range=report.loadavg_range(self.results), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
-            size=a.size, malloc_keep=a.malloc_keep, quick_start=not a.no_quick_start, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
+            size=a.size, malloc_keep=a.malloc_keep, pinned=not a.no_pin, quick_start=not a.no_quick_start, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
             cold=not a.no_cold and not a.compiledir, git_commit=commit, downhill_dirty=dirty,
             downhill=dl, versions=versions)
 

@@ -356,6 +356,12 @@ def measure(cfg):
     if cfg.get('params_out'):
         np.savez(cfg['params_out'], *params)
 
+    # The main thread only (threads already started, such as BLAS pools, keep their CPUs):
+    # every implementation gets the same share of each CPU across the rounds.
+    if cfg.get('pin_cpu') is not None:
+        os.sched_setaffinity(0, {cfg['pin_cpu']})
+        result['cpu'] = cfg['pin_cpu']
+
     # warm-up and calibration: window = about target_s
     gran = runner.granularity()
     variants = [v for v in runner.variants if v == 'base' or v in cfg.get('variants', ())]

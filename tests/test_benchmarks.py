@@ -64,6 +64,11 @@ def test_benchmark_runs_and_agrees(tmp_path):
     md = out_md.read_text()
     assert 'downhill iterate()' in md and 'raw pytensor.function' in md
     assert 'MISMATCH' not in md
+    if hasattr(os, 'sched_setaffinity'):  # round 0's timed windows ran on the first allowed CPU
+        first_cpu = min(os.sched_getaffinity(0))
+        full = [r for r in data['results'] if r.get('phase') == 'full']
+        assert full and all(r['cpu'] == first_cpu for r in full)
+        assert 'pinned to CPU r mod (CPUs)' in md
 
 
 def test_report_flags_mismatch():
