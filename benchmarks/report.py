@@ -72,11 +72,11 @@ def rows(results):
                     row['skipped'] = skipped
                 if errors:
                     row['error'] = errors[0]
-                cpu = [x for r in full for x in r.get('cpu_rates', {}).get(v, [])]
+                cpu = [r['cpu_rates'][v] for r in full if v in r.get('cpu_rates', {})]
                 if cpu:
-                    row['cpu_ups'] = float(np.median(cpu))
+                    row['cpu_ups'] = _across_processes(cpu)
                 if rates:
-                    row['ups'] = float(np.median(rates))
+                    row['ups'] = _across_processes([r['rates'][v] for r in full if v in r['rates']])
                     row['ups_min'], row['ups_max'] = float(min(rates)), float(max(rates))
                     row['windows'] = len(rates)
                     row['steps_per_window'] = full[0]['steps_per_window']
@@ -113,7 +113,19 @@ def rows(results):
     return out
 
 
-COLUMNS = ['problem', 'implementation', 'upd/s (median)', 'min..max', 'ratio vs raw',
+def _across_processes(rates):
+    """The geometric mean of each process's median rate.
+
+    Not the median of all windows: the windows of one process agree, but two
+    processes can differ twofold (on a VM one CPU can run at half the speed
+    of another, and each round runs on another CPU), and the median of such
+    a bimodal set lands on either mode or between them by chance.
+    """
+    medians = [float(np.median(r)) for r in rates if len(r)]
+    return float(np.exp(np.mean(np.log(medians))))
+
+
+COLUMNS = ['problem', 'implementation', 'upd/s', 'min..max', 'ratio vs raw',
            'upd per CPU-s (ratio)',
            'first update cold / warm (s)', 'cold: final step ready (s)', 'import (s)', 'peak RSS MB (after imports)',
            'check: max rel diff vs raw', 'other cores busy']
@@ -171,7 +183,7 @@ def markdown(meta, rows):
         f'~{meta["target_s"]} s'
         + ('; the main thread of round r\'s processes pinned to CPU r mod (CPUs) for its warm-up '
            'and windows' if meta.get('pinned') else '')
-        + '; upd/s is the median over all windows (wall clock); '
+        + '; upd/s is the geometric mean of the processes\' median rates (wall clock); '
         '"upd per CPU-s" divides by the CPU time of the worker process instead (all its threads), '
         'which a busy neighbour disturbs much less',
         f'- load average (1 min) before the workers: {meta.get("loadavg_range", "?")}; at the end: '
