@@ -111,9 +111,7 @@ def parse_args(argv=None):
                         'first update, as the raw function does)')
     p.add_argument('--no-pin', action='store_true',
                    help='do not pin the main thread of round r\'s workers to CPU r mod (number of '
-                        'CPUs) for their warm-up and timed windows (pinning gives every '
-                        'implementation the same share of each CPU: on a VM one CPU can run at half '
-                        'the speed of the other)')
+                        'CPUs) for their warm-up and timed windows')
     p.add_argument('--no-trust', action='store_true',
                    help='do not time the trust_input=True variants')
     p.add_argument('--compiledir', default=None,
@@ -306,7 +304,7 @@ class Orchestrator:
             command='python -m benchmarks ' + ' '.join(sys.argv[1:]),
             nproc=os.cpu_count(), cpu=cpu, platform=platform.platform(),
             loadavg_end=_loadavg(), loadavg_range=report.loadavg_range(self.results), elapsed_s=elapsed, threads=a.threads, mode=a.mode,
-            size=a.size, malloc_keep=a.malloc_keep, pinned=not a.no_pin, quick_start=not a.no_quick_start, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
+            size=a.size, malloc_keep=a.malloc_keep, pinned=not a.no_pin and hasattr(os, 'sched_setaffinity'), quick_start=not a.no_quick_start, rounds=a.rounds, windows=a.windows, target_s=a.target_s,
             cold=not a.no_cold and not a.compiledir, git_commit=commit, downhill_dirty=dirty,
             downhill=dl, versions=versions)
 
