@@ -31,11 +31,12 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import GraphRewriter
-from pytensor.tensor.elemwise import CAReduce, DimShuffle, Elemwise
+from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.type import TensorType
 
 from . import _compat
-from .stencil import generated_cache_key, python_function, replace_validated
+from .generated_loops import (elementwise, generated_cache_key, is_full_sum, replace_validated,
+                              scalar_callee, total)
 
 __all__ = ['ElemwiseSums', 'FuseSums', 'fuse_sums']
 
@@ -84,12 +85,9 @@ class ElemwiseSums(Op):
         return Apply(self, list(inputs), outs)
 
     def perform(self, node, inputs, output_storage):
-        n_out = len(self.sums) + len(self.outputs)
-        # one Python call per element: the reference for the Numba loop, not a fast path
-        values = np.frompyfunc(python_function(self.scalar_op), len(inputs), n_out)(*inputs)
-        values = values if n_out > 1 else (values,)
+        values = elementwise(self.scalar_op, *inputs)
         for k, (dtype, acc) in enumerate(self.sums):
-            output_storage[k][0] = np.asarray(np.asarray(values[k], dtype=acc).sum(), dtype=dtype)
+            output_storage[k][0] = total(values[k], dtype, acc)
         for q, (dtype, i) in enumerate(self.outputs):
             value = np.asarray(values[len(self.sums) + q], dtype=dtype)
             if i is not None:
@@ -99,8 +97,7 @@ class ElemwiseSums(Op):
 
     def numba_callees(self, node):
         """The Numba-compiled functions :meth:`numba_source` calls, by name: ``(op, node)``."""
-        scalar = self.scalar_op
-        return {'scalar_fn': (scalar, scalar.make_node(*[i.type() for i in scalar.inputs]))}
+        return {'scalar_fn': scalar_callee(self.scalar_op)}
 
     def numba_source(self, node):
         """The Python source of the loop (``elemwise_sums``), compiled by Numba.
@@ -150,12 +147,6 @@ class ElemwiseSums(Op):
 
 
 # --- recognising the pattern ----------------------------------------------------------------
-
-def _is_full_sum(node):
-    op = getattr(node, 'op', None)
-    return (isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add)
-            and (op.axis is None or sorted(op.axis) == list(range(node.inputs[0].ndim))))
-
 
 def _depends_on(var, outputs):
     return any(a in outputs for a in _compat.ancestors([var]))
@@ -212,11 +203,11 @@ def _scaling(fgraph, out, avoid):
 
 def _fuse(fgraph, node):
     clients = fgraph.clients
-    sums = [(q, user) for q, out in enumerate(node.outputs) for user, _ in clients[out]
-            if all(_is_full_sum(u) for u, _ in clients[out])]
-    if not sums:
+    summed = [q for q, out in enumerate(node.outputs)
+              if clients[out] and all(is_full_sum(user) for user, _ in clients[out])]
+    if not summed:
         return None
-    summed = {q for q, _ in sums}
+    sums = [(q, user) for q in summed for user, _ in clients[node.outputs[q]]]
     kept = [q for q in range(len(node.outputs)) if q not in summed]
     avoid = set(node.outputs)
     inputs = list(node.inputs)
@@ -270,7 +261,7 @@ class FuseSums(GraphRewriter):
                     and node.outputs[0].ndim > 0):
                 pairs = _fuse(fgraph, node)
                 if pairs:
-                    replace_validated(fgraph, pairs, f'{node.op} and its sums')
+                    replace_validated(fgraph, pairs, f'{node.op} and its sums', TAG)
 
 
 #: The rewrite, registered in PyTensor's ``optdb`` as ``fuse_sums`` with the tag ``downhill_sums``.

@@ -31,8 +31,6 @@ The rewrite is registered in PyTensor's optimizer database under the tag
 :func:`downhill.fusion.mode_with_fusion` adds it to a Numba mode (PyTensor 3 only).
 """
 
-import hashlib
-import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -42,16 +40,14 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import GraphRewriter
-from pytensor.graph.utils import InconsistencyError
-from pytensor.link.utils import fgraph_to_python
 from pytensor.tensor.basic import Alloc
-from pytensor.tensor.elemwise import CAReduce, Elemwise
+from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_constant_idx
 from pytensor.tensor.type import TensorType
 
 from . import _compat
-
-log = logging.getLogger('downhill')
+from .generated_loops import (elementwise, generated_cache_key, is_full_sum, replace_validated,
+                              scalar_callee, total)
 
 __all__ = ['FuseStencils', 'StencilLoop', 'Update', 'fuse_stencils']
 
@@ -185,14 +181,9 @@ class StencilLoop(Op):
                                              dtype=dtype)
         length = self._length(bases, buffers)
         views = [bases[k][a:a + length] for k, a, _ in self.views]
-        nout = len(self.scalar_op.outputs)
-        # one Python call per element: the reference for the Numba loop, not a fast path
-        terms = python_function(self.scalar_op)
-        values = np.frompyfunc(terms, len(views) + len(scalars), nout)(
-            *views, *[np.asarray(v).item() for v in scalars])
-        values = values if nout > 1 else (values,)
+        values = elementwise(self.scalar_op, *views, *[np.asarray(v).item() for v in scalars])
         for k, (dtype, acc) in enumerate(self.sums):
-            output_storage[k][0] = np.asarray(np.asarray(values[k], dtype=acc).sum(), dtype=dtype)
+            output_storage[k][0] = total(values[k], dtype, acc)
         for j, (buf, a, _) in enumerate(self.incs):
             target = buffers[buf]
             target[a:a + length] += np.asarray(values[len(self.sums) + j], dtype=target.dtype)
@@ -208,9 +199,7 @@ class StencilLoop(Op):
                                  f'{[len(v) for v in vectors]}, the buffer {len(gradient)}')
             args = [gradient if role == 'buffer' else vectors[j] if role == 'vector'
                     else np.asarray(update_scalars[j]).item() for role, j in update.roles]
-            nu = len(update.outputs)
-            results = np.frompyfunc(python_function(update.elemwise.scalar_op), len(args), nu)(*args)
-            results = results if nu > 1 else (results,)
+            results = elementwise(update.elemwise.scalar_op, *args)
             for q, (dtype, into) in enumerate(update.outputs):
                 value = np.asarray(results[q], dtype=dtype)
                 if into is not None:
@@ -227,19 +216,18 @@ class StencilLoop(Op):
 
     numba_name = 'stencil_loop'
 
-    def numba_callees(self, node=None):
+    def numba_callees(self, node):
         """The Numba-compiled functions :meth:`numba_source` calls, by name: ``(op, node)``.
 
         ``scalar_fn`` is the terms' scalar function, ``update_fn`` the folded
-        update's (see :class:`Update`).
+        update's (see :class:`Update`). The loop depends on the op alone, not on ``node``.
         """
-        scalar = self.scalar_op
-        callees = {'scalar_fn': (scalar, scalar.make_node(*[i.type() for i in scalar.inputs]))}
+        callees = {'scalar_fn': scalar_callee(self.scalar_op)}
         if self.update is not None:
             callees['update_fn'] = (self.update.elemwise, self.update_node())
         return callees
 
-    def numba_source(self, node=None):
+    def numba_source(self, node):
         """The Python source of the loop (``stencil_loop``), compiled by Numba."""
         update = self.update
         names = self._split([f'buf{k}' for k in range(self.n_buffers)]
@@ -363,42 +351,6 @@ class StencilLoop(Op):
         return f'StencilLoop{{{len(self.views)} views, {len(self.sums)} sums, {len(self.incs)} incs}}'
 
 
-_PYTHON_FUNCTIONS = {}
-
-
-def generated_cache_key(source, keys):
-    """The on-disk cache key of generated Numba source calling functions with cache keys ``keys``.
-
-    The source is part of it, so a change to the code generator never loads a
-    stale loop; None (not cached) when a callee has none.
-    """
-    if any(key is None for key in keys):
-        return None
-    return hashlib.sha256(str((source, tuple(keys))).encode()).hexdigest()
-
-
-def python_function(scalar_op):
-    """``scalar_op`` as a Python function of scalars (for the generated loops' ``perform``).
-
-    Not ``scalar_op.impl``: PyTensor's Python version of a Composite gives
-    every output of a nested multi-output Composite the last one's value
-    (``benchmarks/repro_nested_composite.py``), and the loop's terms nest the
-    Composites PyTensor's fusion made.
-    """
-    if not isinstance(scalar_op, ps.Composite):
-        return scalar_op.impl
-    fn = _PYTHON_FUNCTIONS.get(scalar_op)
-    if fn is None:
-        def convert(op, node=None, **kwargs):
-            def perform(*inputs):
-                storage = [[None] for _ in node.outputs]  # one cell per output
-                op.perform(node, inputs, storage)
-                return tuple(c[0] for c in storage) if len(storage) > 1 else storage[0][0]
-            return perform
-        fn = _PYTHON_FUNCTIONS[scalar_op] = fgraph_to_python(scalar_op.fgraph, convert)
-    return fn
-
-
 # --- recognising the pattern ----------------------------------------------------------------
 
 def _slice_bounds(node):
@@ -422,12 +374,6 @@ def _slice_bounds(node):
 def _is_vector_elemwise(node):
     return (isinstance(getattr(node, 'op', None), Elemwise)
             and all(o.ndim == 1 and not o.type.broadcastable[0] for o in node.outputs))
-
-
-def _is_sum(node):
-    op = node.op
-    return (isinstance(op, CAReduce) and isinstance(op.scalar_op, ps.Add)
-            and node.inputs[0].ndim == 1 and op.axis in (None, (0,)))
 
 
 def _is_slice_increment(node):
@@ -460,7 +406,7 @@ def _regions(fgraph):
         region.nodes.append(node)
         owner_region[node] = region
     for node in order:
-        if _is_sum(node) and node.inputs[0].owner in owner_region:
+        if is_full_sum(node) and node.inputs[0].ndim == 1 and node.inputs[0].owner in owner_region:
             owner_region[node.inputs[0].owner].sums.append(node)
         elif _is_slice_increment(node) and node.inputs[1].owner in owner_region:
             owner_region[node.inputs[1].owner].incs.append(node)
@@ -649,22 +595,13 @@ class FuseStencils(GraphRewriter):
             changed = False
             for region in _regions(fgraph):
                 pairs = _fuse(fgraph, region)
-                if pairs and replace_validated(fgraph, pairs, f'{len(region.nodes)} elementwise nodes'):
+                if pairs and replace_validated(fgraph, pairs, f'{len(region.nodes)} elementwise nodes', TAG):
                     loop = pairs[0][1].owner
                     pairs = _fold_update(fgraph, loop)
                     if pairs:
-                        replace_validated(fgraph, pairs, 'the update reading its buffer')
+                        replace_validated(fgraph, pairs, 'the update reading its buffer', TAG)
                     changed = True
                     break
-
-
-def replace_validated(fgraph, pairs, what):
-    try:
-        fgraph.replace_all_validate(pairs, reason='downhill_stencil')
-    except (InconsistencyError, TypeError) as err:  # an in-place conflict: keep the graph as it is
-        log.debug('not fusing %s into a loop: %s', what, err)
-        return False
-    return True
 
 
 #: The rewrite, registered in PyTensor's ``optdb`` as ``fuse_stencils`` with the tag ``downhill_stencil``.
