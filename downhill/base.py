@@ -7,6 +7,7 @@ compiling, feeding data, monitoring, early stopping and logging.
 """
 
 import collections
+import functools
 import logging
 import math
 import os
@@ -727,7 +728,7 @@ class Optimizer:
             if len(batch) != n:
                 raise ValueError(f'a batch of {where} holds {len(batch)} arrays but the loss has '
                                  f'{n} inputs ({names})')
-            return [conv(x) for conv, x in zip(converters, batch)]
+            return [conv(x) for conv, x in zip(converters, batch)] if n else ()
         return feed
 
     # ------------------------------------------------------------------ params
@@ -1290,8 +1291,8 @@ def _pass_runner(fn, feed, data, names):
             def one_batch():
                 return OrderedDict(zip(names, map(float, fn(*args))))
             return one_batch
-        return lambda: _run_pass(fn, _as_given, batches, names)
-    return lambda: _run_pass(fn, feed, data, names)
+        return functools.partial(_run_pass, fn, _as_given, batches, names)
+    return functools.partial(_run_pass, fn, feed, data, names)
 
 
 def _switching_runner(pending, feed, data, names):
@@ -1330,18 +1331,19 @@ class _NamedList(list):
 
 def _run_pass(fn, feed, data, names):
     """Call ``fn`` on every batch of one pass; average each output."""
-    totals = None
-    count = 0
-    for batch in data:
-        values = fn(*feed(batch))
-        if totals is None:
-            totals = [float(v) for v in values]
-        else:
-            for i, v in enumerate(values):
-                totals[i] += float(v)
-        count += 1
-    if count == 0:
+    batches = iter(data)
+    for batch in batches:
+        totals = list(map(float, fn(*feed(batch))))
+        break
+    else:
         raise ValueError(f'{data.name} produced no batches')
+    # the first batch apart: a pass of one batch (the full-batch case) pays
+    # for no loop and no division
+    count = 1
+    for batch in batches:
+        for i, v in enumerate(fn(*feed(batch))):
+            totals[i] += float(v)
+        count += 1
     if count == 1:
         return collections.OrderedDict(zip(names, totals))
     return collections.OrderedDict((k, v / count) for k, v in zip(names, totals))

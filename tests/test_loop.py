@@ -32,6 +32,28 @@ def test_monitor_values_are_batch_averages():
     assert vm['loss'] == pytest.approx(expected, rel=1e-12)
 
 
+class _Passes:
+    """An iterable that is not a list: one ``iter()`` is one pass over its batches."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return (list(b) for b in self.batches)
+
+
+def test_iterable_passes_average_and_empty_pass_names_the_data():
+    loss, (w, b), (x, y), (X, Y), _ = linear_regression(n=90)
+    opt = downhill.build('sgd', loss, inputs=[x, y])
+    batches = [[X[i:i + 30], Y[i:i + 30]] for i in range(0, 90, 30)]
+    expected = np.mean([np.mean((Xb @ np.zeros(3) - Yb) ** 2) for Xb, Yb in batches])
+    assert opt.evaluate(_Passes(batches))['loss'] == pytest.approx(expected, rel=1e-12)
+    assert opt.evaluate(_Passes(batches[:1]))['loss'] == pytest.approx(
+        np.mean((batches[0][0] @ np.zeros(3) - batches[0][1]) ** 2), rel=1e-12)
+    with pytest.raises(ValueError, match='valid produced no batches'):
+        opt.evaluate(_Passes([]))
+
+
 def test_unnamed_gradient_monitor(downhill_log):
     x = pytensor.shared(np.zeros(2))
     opt = downhill.build('sgd', pt.sqr(x - 1).sum(), monitor_gradients=True)
