@@ -676,6 +676,19 @@ def _wells_descend(x, centres, depths, widths, max_iter=500):
             break  # no decrease possible at this precision
         x = trial
         value, grad, hess = _wells_value_grad_hess(x, centres, depths, widths)
+    # Near a minimum the value's decrease drowns in its rounding (how soon
+    # depends on the CPU's exp) and the line search crawls: finish with plain
+    # Newton steps for as long as they shrink the gradient.
+    for _ in range(20):
+        try:
+            np.linalg.cholesky(hess)
+        except np.linalg.LinAlgError:
+            break
+        trial = x - np.linalg.solve(hess, grad)
+        trial_value, trial_grad, trial_hess = _wells_value_grad_hess(trial, centres, depths, widths)
+        if np.max(np.abs(trial_grad)) >= np.max(np.abs(grad)):
+            break
+        x, value, grad, hess = trial, trial_value, trial_grad, trial_hess
     return x, value
 
 
