@@ -1329,16 +1329,18 @@ class _NamedList(list):
         self.name = name
 
 
+_NO_BATCH = object()
+
+
 def _run_pass(fn, feed, data, names):
     """Call ``fn`` on every batch of one pass; average each output."""
-    batches = iter(data)
-    for batch in batches:
-        totals = list(map(float, fn(*feed(batch))))
-        break
-    else:
-        raise ValueError(f'{data.name} produced no batches')
     # the first batch apart: a pass of one batch (the full-batch case) pays
     # for no loop and no division
+    batches = iter(data)
+    first = next(batches, _NO_BATCH)
+    if first is _NO_BATCH:
+        raise ValueError(f'{data.name} produced no batches')
+    totals = list(map(float, fn(*feed(first))))
     count = 1
     for batch in batches:
         for i, v in enumerate(fn(*feed(batch))):
