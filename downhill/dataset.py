@@ -364,10 +364,10 @@ class Passes:
 
     def __init__(self, iterable, name):
         self.name = name
-        self._iterable = iterable
+        self.iterable = iterable
 
     def __iter__(self):
-        return iter(self._iterable)
+        return iter(self.iterable)
 
 
 def as_dataset(data, name, batch_size=32):

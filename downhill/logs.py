@@ -53,7 +53,10 @@ class Progress:
 
     Every iteration is logged at DEBUG; at INFO at most one line per
     ``interval`` seconds (plus the first iterations), so a loop making
-    thousands of updates a second is not slowed by its own log.
+    thousands of updates a second is not slowed by its own log. A call
+    returns the ``time.monotonic()`` at which the next line can be due: the
+    loop skips the calls before it, at the cost of one clock read per
+    iteration. A change of the logger's level is seen within ``interval``.
     """
 
     def __init__(self, label, interval=0.1, first=3):
@@ -63,12 +66,13 @@ class Progress:
         self._last = -float('inf')
 
     def __call__(self, iteration, monitors):
+        now = time.monotonic()
         if not log.isEnabledFor(logging.INFO):
-            return
+            return now + self.interval
         if log.isEnabledFor(logging.DEBUG):
             log.debug('%s %d %s', self.label, iteration, format_monitors(monitors))
-            return
-        now = time.monotonic()
+            return 0.0
         if iteration <= self.first or now - self._last >= self.interval:
             self._last = now
             log.info('%s %d %s', self.label, iteration, format_monitors(monitors))
+        return 0.0 if iteration < self.first else self._last + self.interval

@@ -214,3 +214,27 @@ def test_keep_freed_memory_is_idempotent(monkeypatch):
     monkeypatch.setenv('DOWNHILL_KEEP_FREED_MEMORY', '0')
     assert compiling.keep_freed_memory() is False
     assert compiling.keep_freed_memory() is False  # decided once per process
+
+
+def test_the_loop_drops_the_switching_runner_once_the_final_step_is_ready(monkeypatch):
+    """After the switch the loop calls the final step's own runner: no wrapper is left per update."""
+    monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)   # FAST_COMPILE plays Numba
+    loss, params, x, data = factor_problem()
+    opt = downhill.build('adam', loss, inputs=[x])
+    step = opt._compiled_step()
+    release = threading.Event()
+    start = step.start
+    step.start = lambda: start() if release.is_set() else None
+    it = opt.iterate([[data]], learning_rate=0.01, max_updates=6, validate_every=10 ** 6)
+
+    def runner():
+        return it.gi_frame.f_locals['run_train']
+    next(it)
+    next(it)
+    assert step.final is None and runner().settled() is None  # still the quick step
+    release.set()
+    assert opt.wait_compiled(timeout=60)
+    assert runner().settled() is not None  # ready: the next iteration swaps it in
+    next(it)
+    assert not hasattr(runner(), 'settled')
+    assert len(list(it)) == 3  # and the loop goes on to max_updates

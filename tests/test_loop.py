@@ -378,3 +378,33 @@ def test_validation_after_the_last_update_leaves_the_validation_data_where_it_wa
         list(twin)
     assert json.dumps(valid.state(), sort_keys=True) == json.dumps(twin.state(), sort_keys=True)
     assert not np.array_equal(w.get_value(), np.zeros(2))
+
+
+def test_monitor_names_are_kept_verbatim():
+    """Monitor names are dict keys, whatever characters they hold (quotes, braces, newlines)."""
+    loss, (w, b), (x, y), (X, Y), _ = linear_regression()
+    odd = ["it's", 'a "b" {c}', 'two\nlines', '\\']
+    opt = downhill.build('sgd', loss, inputs=[x, y], monitors=[(name, w[0] * i) for i, name in enumerate(odd)])
+    tm, vm = next(opt.iterate([[X, Y]], learning_rate=0.01))
+    assert list(tm) == ['loss'] + odd
+    assert tm[odd[0]] == 0.0 and tm[odd[3]] == pytest.approx(3 * tm[odd[1]])
+
+
+def test_progress_is_rate_limited_and_tells_when_it_is_due(monkeypatch, downhill_log):
+    from downhill import logs
+    now = [100.0]
+    monkeypatch.setattr(logs.time, 'monotonic', lambda: now[0])
+    progress = logs.Progress('X', interval=0.1, first=3)
+    due = [progress(i, {'loss': 1.0}) for i in (1, 2, 3)]
+    assert due == [0.0, 0.0, 100.1]  # the first iterations, then not before interval
+    now[0] = 100.05
+    assert progress(4, {'loss': 1.0}) == 100.1  # called early anyway: no line
+    now[0] = 100.2
+    assert progress(5, {'loss': 0.5}) == pytest.approx(100.3)
+    assert [r.getMessage() for r in downhill_log.records] == [
+        'X 1 loss=1', 'X 2 loss=1', 'X 3 loss=1', 'X 5 loss=0.5']
+    downhill_log.set_level(logging.DEBUG, logger='downhill')
+    assert progress(6, {'loss': 0.25}) == 0.0  # every iteration
+    downhill_log.set_level(logging.WARNING, logger='downhill')
+    assert progress(7, {'loss': 0.125}) == pytest.approx(100.3)  # silent; looks again after interval
+    assert downhill_log.records[-1].getMessage() == 'X 6 loss=0.25'
