@@ -1,4 +1,4 @@
-"""A float32 ``tanh`` that is faster and more accurate than the one PyTensor compiles.
+"""A ``tanh`` that is faster and more accurate than the one PyTensor compiles.
 
 PyTensor's Numba backend (and its C backend) turns ``tanh`` into a loop that
 calls the C library's scalar ``tanhf`` once per element: about 20 ns each,
@@ -14,16 +14,25 @@ float32's resolution: the result is the correctly rounded ``tanh`` for all but
 2 in a million inputs (those within 1.6e-12 of a rounding boundary: 2,058 of
 the 1.09e9 positive float32 below 9.6), each off by at most 0.5 ulp plus
 that. ``benchmarks/fit_tanh.py`` derives the coefficients and checks every
-float32. :func:`replace_float32_tanh` puts it in place of
+float32. :func:`replace_libm_tanh` puts it in place of
 every float32 ``tanh`` of the functions downhill compiles (``build(...,
-fast_tanh=False)`` keeps PyTensor's). float64 ``tanh`` is left alone.
+fast_tanh=False)`` keeps PyTensor's).
+
+float64 ``tanh`` compiled by PyTensor's Numba backend is as slow (15 ns an
+element) and off by up to 2.09 ulp, with 24% of the results not correctly
+rounded. :func:`exp_tanh` computes it as the Cephes library does: a rational
+function ``x + x^3 P(x^2) / Q(x^2)`` below ``|x| = 0.625``,
+``1 - 2 / (exp(2|x|) + 1)`` above: 6 ns an element, off by at most 1.34 ulp,
+1.7% of the results not correctly rounded (both measured against the
+``long double`` tanh in ``tests/test_fast_tanh.py``). It is the float64
+``tanh`` of the functions downhill compiles, under the same switch.
 
 The Python-linker functions of downhill's quick start compute the same
-formula with NumPy (:mod:`downhill.quick`). PyTensor's Numba backend compiles
+formulas with NumPy (:mod:`downhill.quick`). PyTensor's Numba backend compiles
 with fast-math flags (contraction into fused multiply-adds, reciprocals), so
-its float64 intermediate values may differ in the last bit; rounded to
-float32, the results agree but for inputs within ~1e-16 of a rounding
-boundary.
+its float64 intermediate values may differ in the last bit: float64 results
+by up to 2 ulp; rounded to float32, the results agree but for inputs within
+~1e-16 of a rounding boundary.
 """
 
 import numpy as np
@@ -76,6 +85,51 @@ def rational_tanh(x, flat=True):
     return pt.cast(wide * num / den, 'float32')
 
 
+#: Where :func:`exp_tanh` changes from its rational function to the exponential.
+SMALL64 = 0.625
+#: The coefficients of Cephes' double precision ``tanh`` (S. L. Moshier, ``tanh.c``),
+#: highest power first: ``P`` with its leading term, ``Q`` after its leading 1.
+P64 = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+Q64 = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+
+
+def exp_tanh(x, flat=True, xp=None):
+    """``tanh(x)`` for a float64 expression ``x``, with one ``exp`` and no libm ``tanh``.
+
+    .. math::
+
+        \\tanh x = \\begin{cases}
+            x + x\\,u\\,P(u) / Q(u), \\quad u = x^2 & |x| < 0.625 \\\\
+            \\operatorname{sign}(x) \\left(1 - \\dfrac{2}{e^{2|x|} + 1}\\right) & \\text{else}
+        \\end{cases}
+
+    with Cephes' ``P`` of degree 2 and monic ``Q`` of degree 3 (:data:`P64`,
+    :data:`Q64`). NaN stays NaN, ``+-inf`` gives ``+-1`` (``exp``
+    overflowing to ``inf`` on the way), ``-0.0`` gives ``-0.0``. ``flat``: as
+    for :func:`rational_tanh`. ``xp``: ``numpy`` to compute the same formula
+    on arrays (:func:`numpy_exp_tanh`).
+    """
+    if xp is None:
+        if flat and x.ndim >= 2:
+            return exp_tanh(x.flatten(), flat=False).reshape(x.shape)
+        xp = pt
+    a = abs(x)
+    u = x * x
+    num = (P64[0] * u + P64[1]) * u + P64[2]
+    den = ((u + Q64[0]) * u + Q64[1]) * u + Q64[2]
+    select = np.where if xp is np else pt.switch
+    # the correction term of -0.0 is +0.0: the zeros are kept apart
+    small = select(u > 0, x + x * (u * num / den), x)
+    large = xp.sign(x) * (1 - 2 / (xp.exp(2 * a) + 1))
+    return select(a < SMALL64, small, large)
+
+
+def numpy_exp_tanh(x):
+    """:func:`exp_tanh` of a float64 array, in NumPy, in the same order of operations."""
+    with np.errstate(over='ignore', invalid='ignore'):
+        return exp_tanh(np.asarray(x, dtype=np.float64), xp=np)
+
+
 def numpy_rational_tanh(x, p=P, q=Q):
     """:func:`rational_tanh` of a float32 array, in NumPy, in the same order of operations.
 
@@ -86,9 +140,13 @@ def numpy_rational_tanh(x, p=P, q=Q):
     return (wide * _horner(p, u) / _horner(q, u)).astype(np.float32)
 
 
-def _is_float32_tanh(node):
+#: dtype -> the ``tanh`` compiled in place of PyTensor's.
+REPLACEMENTS = {'float32': rational_tanh, 'float64': exp_tanh}
+
+
+def _is_libm_tanh(node):
     return (isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, scalar.Tanh)
-            and node.outputs[0].dtype == 'float32')
+            and node.outputs[0].dtype in REPLACEMENTS)
 
 
 def calls_libm_tanh(mode):
@@ -101,13 +159,16 @@ def calls_libm_tanh(mode):
     return not any(name in linker for name in ('JAX', 'PyTorch', 'MLX'))
 
 
-def _float32_tanhs(outputs):
+def _libm_tanhs(outputs):
     return [node for node in _compat.applys_between(_compat.graph_inputs(outputs), outputs)
-            if _is_float32_tanh(node)]
+            if _is_libm_tanh(node)]
 
 
-def replace_float32_tanh(outputs, flat=True):
-    """``outputs`` (a list of expressions) with every float32 ``tanh`` made :func:`rational_tanh`.
+def replace_libm_tanh(outputs, flat=True):
+    """``outputs`` (a list of expressions) with every float32 and float64 ``tanh`` replaced.
+
+    float32 by :func:`rational_tanh`, float64 by :func:`exp_tanh`
+    (:data:`REPLACEMENTS`).
 
     ``flat``: as for :func:`rational_tanh` (False for the Python linker:
     building a flat view imports ``pytensor.sparse``, 0.2 s). The list is
@@ -116,25 +177,25 @@ def replace_float32_tanh(outputs, flat=True):
     generator's update) stays one node.
     """
     outputs = list(outputs)
-    found = _float32_tanhs(outputs)
+    found = _libm_tanhs(outputs)
     while found:
         # A replacement is built on its tanh's input as it is: replace first
         # the tanhs with no other tanh upstream, then the next layer.
-        first = [node for node in found if not _float32_tanhs(node.inputs)]
+        first = [node for node in found if not _libm_tanhs(node.inputs)]
         outputs = graph_replace(outputs, {
-            out: out.type.filter_variable(rational_tanh(node.inputs[0], flat))
+            out: out.type.filter_variable(REPLACEMENTS[out.dtype](node.inputs[0], flat))
             for node in first for out in node.outputs})
-        found = _float32_tanhs(outputs)
+        found = _libm_tanhs(outputs)
     return outputs
 
 
 def replace_for_mode(mode, *groups):
-    """Each group (a list of expressions) rewritten by :func:`replace_float32_tanh`, for ``mode``.
+    """Each group (a list of expressions) rewritten by :func:`replace_libm_tanh`, for ``mode``.
 
     All groups are rewritten together (what they share stays shared); the
     flat view is left out for Python-linker modes.
     """
-    everything = replace_float32_tanh([e for group in groups for e in group],
+    everything = replace_libm_tanh([e for group in groups for e in group],
                                       flat=not _compat.compiles_quickly(mode))
     out, start = [], 0
     for group in groups:

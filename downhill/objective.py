@@ -78,7 +78,7 @@ class FlatObjective:
     hessian : bool
         Also compile the Hessian-vector product.
     fast_tanh : bool
-        Compute float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`.
+        Compute ``tanh`` with :func:`downhill.fast_tanh.replace_libm_tanh`.
     """
 
     def __init__(self, params, loss, monitors, grads, inputs, mode=None, hessian=False,

@@ -1,4 +1,4 @@
-"""downhill.fast_tanh: the float32 tanh downhill compiles instead of PyTensor's."""
+"""downhill.fast_tanh: the float32 and float64 tanh downhill compiles instead of PyTensor's."""
 
 import numpy as np
 import pytensor
@@ -7,8 +7,8 @@ import pytest
 
 import downhill
 from downhill import compile as compiling
-from downhill.fast_tanh import (calls_libm_tanh, numpy_rational_tanh, rational_tanh,
-                                replace_float32_tanh)
+from downhill.fast_tanh import (calls_libm_tanh, exp_tanh, numpy_exp_tanh, numpy_rational_tanh,
+                                rational_tanh, replace_libm_tanh)
 
 
 def correctly_rounded(x):
@@ -45,14 +45,14 @@ def test_rational_tanh_special_values():
 
 
 @pytest.mark.parametrize('mode', [None, 'quick'])
-def test_every_mode_computes_the_same_bits_as_numpy(mode):
+def test_every_mode_computes_the_same_float32_bits_as_numpy(mode):
     x = pt.matrix('x', dtype='float32')
     b = pt.vector('b', dtype='float32')
     compiled = mode is None
     if compiled:
         expr = rational_tanh(x + b)
     else:
-        expr, = replace_float32_tanh([pt.tanh(x + b)], flat=False)
+        expr, = replace_libm_tanh([pt.tanh(x + b)], flat=False)
         mode = compiling.quick_mode()
     fn = pytensor.function([x, b], expr, mode=mode)
     values = samples()[:60_000].reshape(-1, 100)
@@ -72,16 +72,63 @@ def count_tanh(fn):
     return sum(has_tanh(getattr(node.op, 'scalar_op', None)) for node in fn.maker.fgraph.apply_nodes)
 
 
-def test_only_float32_tanh_is_replaced():
-    x64 = pt.vector('x64')
-    assert x64.dtype == 'float64'
-    outs = [pt.tanh(x64).sum(), x64 * 2]
-    assert replace_float32_tanh(outs) == outs  # nothing to do: the same expressions
-    x32 = pt.vector('x32', dtype='float32')
-    new = replace_float32_tanh([pt.tanh(x32).sum(), pt.tanh(x64).sum()])
-    fn = pytensor.function([x32, x64], new, mode=compiling.quick_mode())
-    assert count_tanh(fn) == 1  # the float64 one
-    assert fn.maker.fgraph.outputs[0].dtype == 'float32'
+def test_float32_and_float64_tanh_are_replaced_float16_is_not():
+    x16 = pt.vector('x16', dtype='float16')
+    outs = [pt.tanh(x16).sum(), x16 * 2]
+    assert replace_libm_tanh(outs) == outs  # nothing to do: the same expressions
+    x32, x64 = pt.vector('x32', dtype='float32'), pt.vector('x64', dtype='float64')
+    new = replace_libm_tanh([pt.tanh(x32).sum(), pt.tanh(x64).sum(), pt.tanh(x16).sum()])
+    fn = pytensor.function([x32, x64, x16], new, mode=compiling.quick_mode())
+    assert count_tanh(fn) == 1  # the float16 one
+    assert [o.dtype for o in fn.maker.fgraph.outputs] == ['float32', 'float64', 'float16']
+
+
+def float64_samples():
+    rng = np.random.default_rng(8)
+    size = 10 ** rng.uniform(-12, np.log10(25), 1_000_000)
+    return np.concatenate([size, -size, np.linspace(0.6, 0.65, 50_001),
+                           rng.uniform(-3, 3, 200_000)])
+
+
+def ulps(got, x):
+    """Errors of float64 ``got`` in ulp of tanh(x), against the x87 ``long double`` tanh."""
+    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip('no extended precision long double on this platform')
+    exact = np.tanh(x.astype(np.longdouble))
+    return np.abs((got.astype(np.longdouble) - exact) / np.spacing(np.abs(exact).astype(np.float64)))
+
+
+def test_exp_tanh_is_within_1_35_ulp_and_mostly_correctly_rounded():
+    x = float64_samples()
+    err = ulps(numpy_exp_tanh(x), x)
+    assert err.max() < 1.35
+    assert np.mean(err > 0.5) < 0.02
+
+
+@pytest.mark.compiled
+def test_compiled_exp_tanh_is_more_accurate_than_the_libm_tanh_it_replaces():
+    x = float64_samples()
+    v = pt.vector('v', dtype='float64')
+    libm, ours = pytensor.function([v], [pt.tanh(v), exp_tanh(v)])(x)
+    err_libm, err_ours = ulps(libm, x), ulps(ours, x)
+    assert err_ours.max() < 1.35 and np.mean(err_ours > 0.5) < 0.02
+    assert err_ours.max() < err_libm.max() and np.mean(err_ours > 0.5) < np.mean(err_libm > 0.5)
+    # fast-math code may round differently from NumPy, in the last bits
+    assert np.max(np.abs(ours - numpy_exp_tanh(x)) / np.spacing(np.abs(ours))) <= 2
+
+
+def test_exp_tanh_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 400.0, -800.0, 19.1, 5e-324, -1e-300,
+                  0.625, np.nextafter(0.625, 0)])
+    got = numpy_exp_tanh(x)
+    np.testing.assert_array_equal(got[[0, 2, 3, 5, 6, 7, 8, 9]], [0, 1, -1, 1, -1, 1, 5e-324, -1e-300])
+    assert np.signbit(got[1]) and got[1] == 0
+    assert np.isnan(got[4])
+    assert ulps(got[10:], x[10:]).max() < 1
+    v = pt.dvector('v')
+    fn = pytensor.function([v], replace_libm_tanh([pt.tanh(v)], flat=False)[0], mode=compiling.quick_mode())
+    with np.errstate(all='raise'):  # the quick mode warns of nothing (exp overflowing to inf)
+        np.testing.assert_array_equal(fn(x), got)
 
 
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')
@@ -99,9 +146,9 @@ def test_a_random_draw_stays_one_draw_with_its_generator_update():
                                mode=compiling.quick_mode())
         return sum(isinstance(n.op, RandomVariable) for n in fn.maker.fgraph.apply_nodes)
     assert draws([value, next_rng]) == 1
-    assert draws(replace_float32_tanh([value, next_rng])) == 1
+    assert draws(replace_libm_tanh([value, next_rng])) == 1
     # rewritten apart, the value's draw and the update's draw would be two
-    assert draws(replace_float32_tanh([value]) + [next_rng]) == 2
+    assert draws(replace_libm_tanh([value]) + [next_rng]) == 2
 
 
 def test_jax_and_pytorch_modes_keep_their_own_tanh():
@@ -122,29 +169,31 @@ def mlp(dtype='float32'):
 
 
 def numpy_sgd(params, X, y, lr, steps, tanh):
-    W1, b1, W2 = [p.astype(np.float32) for p in params]
+    W1, b1, W2 = params
     for _ in range(steps):
         h = tanh(X @ W1 + b1)
-        d = (2 * (h @ W2 - y) / y.size).astype(np.float32)
+        d = (2 * (h @ W2 - y) / y.size).astype(X.dtype)
         dh = (d @ W2.T) * (1 - h * h)
         W1, b1, W2 = W1 - lr * (X.T @ dh), b1 - lr * dh.sum(0), W2 - lr * (h.T @ d)
     return W1, b1, W2
 
 
+@pytest.mark.parametrize('dtype, rtol, atol', [('float32', 2e-4, 2e-5), ('float64', 1e-12, 1e-14)])
 @pytest.mark.parametrize('fast', [True, False])
-def test_an_mlp_trains_the_same_with_either_tanh(fast):
-    loss, params, inputs, data = mlp()
+def test_an_mlp_trains_the_same_with_either_tanh(fast, dtype, rtol, atol):
+    loss, params, inputs, data = mlp(dtype)
     start = [p.get_value() for p in params]
+    lr = np.dtype(dtype).type(0.1)
     opt = downhill.build('sgd', loss, params=params, inputs=inputs, fast_tanh=fast,
                          quick_start=False, mode='FAST_COMPILE')
     first = None
     for tm, _ in opt.iterate([data], validate_every=10**9, patience=10**9, max_updates=40,
-                             learning_rate=np.float32(0.1)):
+                             learning_rate=lr):
         first = tm['loss'] if first is None else first
     assert tm['loss'] < 0.7 * first
-    want = numpy_sgd(start, *data, np.float32(0.1), 40, np.tanh)
+    want = numpy_sgd(start, *data, lr, 40, np.tanh)
     for p, w in zip(params, want):
-        np.testing.assert_allclose(p.get_value(), w, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(p.get_value(), w, rtol=rtol, atol=atol)
 
 
 def test_fast_tanh_must_be_a_flag():
@@ -153,8 +202,9 @@ def test_fast_tanh_must_be_a_flag():
         downhill.build('sgd', loss, inputs=inputs, fast_tanh='yes')
 
 
-def test_the_compiled_step_has_no_float32_tanh_left_unless_asked():
-    loss, params, inputs, data = mlp()
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_the_compiled_step_has_no_tanh_left_unless_asked(dtype):
+    loss, params, inputs, data = mlp(dtype)
     for fast, left in ((True, 0), (False, 1)):
         opt = downhill.build('sgd', loss, params=params, inputs=inputs, fast_tanh=fast,
                              quick_start=False, mode='FAST_COMPILE')
