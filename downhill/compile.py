@@ -116,15 +116,21 @@ class Background:
                                         name=f'downhill-compile-{name}', daemon=True)
         self._started = False
         self._followers = []
-        #: While compiling, each call of the quick function is preceded by a
-        #: sleep of this many times the duration of the one before (not
-        #: followed: the caller gets each result, the first update above all,
-        #: without waiting). The compiler (PyTensor's
-        #: rewrites, Numba's typing) needs the GIL too, and a thread that keeps
-        #: it busy slows a compile that releases it often (every LLVM call
-        #: through ctypes) by 3x or more; the final step is worth 50-100
-        #: quick ones, so the compiler comes first.
+        #: While compiling, the quick function's calls are followed by a sleep
+        #: of this many times their duration, taken before the next call (the
+        #: caller gets each result, the first update above all, without
+        #: waiting). The compiler (PyTensor's rewrites, Numba's typing) needs
+        #: the GIL too, and a thread that keeps it busy slows a compile that
+        #: releases it often (every LLVM call through ctypes) by 3x or more;
+        #: the final step is worth 50-100 quick ones, so the compiler comes first.
         self.yield_share = 4.0
+        #: The calls of one sleep: quick calls shorter than this many seconds
+        #: add up to it before the sleep they owe is taken. Each sleep hands
+        #: the GIL over and back, which can cost the waking thread several ms:
+        #: with a sleep per call, a thread of 1000 short calls kept 4% of its
+        #: speed next to a compile, with one per ms of calls 14%, the compile
+        #: taking 6% longer (``python -m benchmarks.gil_compile duty4|burst4``).
+        self.burst = 0.001
         self._owed = 0.0
         #: The arguments of the first call (the final function is compiled for their types).
         self.sample = None
@@ -198,10 +204,11 @@ class Background:
         final = self.ready()
         if final is not None:
             return final(*args)
-        if self._owed:
-            # leave the GIL to the compiler for as long as the last call held it (yield_share),
+        if self._owed and self._owed >= self.burst * self.yield_share:
+            # leave the GIL to the compiler for as long as the last calls held it (yield_share),
             # and wake up as soon as the final function is ready
             self._done.wait(self._owed)
+            self._owed = 0.0
             final = self.ready()
             if final is not None:
                 return final(*args)
@@ -210,7 +217,8 @@ class Background:
         if self.sample is None:
             self.sample = args
         self.kick()
-        self._owed = (time.perf_counter() - started) * self.yield_share if self._started else 0.0
+        if self._started:
+            self._owed += (time.perf_counter() - started) * self.yield_share
         return out
 
 

@@ -164,11 +164,30 @@ def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(
         def __getattr__(self, name):
             return getattr(done, name)
     monkeypatch.setattr(fn, '_done', Recording())
+    fn.burst = 0  # a sleep after every call
     assert float(fn()[0]) == 0.0  # quick version, returned at once
-    assert waits == [] and fn._owed > 0
+    owed = fn._owed
+    assert waits == [] and owed > 0
     assert float(fn()[0]) == 2.0  # yielded, then ran the final version ready meanwhile
-    assert len(waits) == 1 and waits[0] == pytest.approx(fn._owed)
+    assert waits == [owed] and fn._owed == 0
     assert fn.final is not None and s.get_value() == 2.0
+
+
+def test_short_quick_calls_add_up_before_they_yield(monkeypatch):
+    gate = threading.Event()
+    fn, s = make_background(gate=gate)
+    waits = []
+    monkeypatch.setattr(fn, '_done', type('Recording', (), {
+        'wait': lambda self, timeout=None: waits.append(timeout), 'is_set': lambda self: False})())
+    fn.burst = 3600.0  # no call is that long: none yields
+    for _ in range(5):
+        fn()
+    assert waits == [] and fn._owed > 0
+    owed = fn._owed
+    fn.burst = owed / fn.yield_share  # what the five calls owe now reaches a burst
+    fn()
+    assert waits == [owed] and s.get_value() == 6.0
+    gate.set()
 
 
 def test_background_error_is_raised_in_the_callers_thread():
