@@ -651,6 +651,15 @@ def _wells_value_grad_hess(x, centres, depths, widths):
     return value, grad, hess
 
 
+def _newton_step(hess, grad):
+    """The Newton step ``-hess^-1 grad``, or None where ``hess`` is not positive definite."""
+    try:
+        np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:
+        return None
+    return -np.linalg.solve(hess, grad)
+
+
 def _wells_descend(x, centres, depths, widths, max_iter=500):
     """Damped Newton (steepest descent where the Hessian is indefinite)."""
     lipschitz = np.sum(depths / widths ** 2)
@@ -658,10 +667,8 @@ def _wells_descend(x, centres, depths, widths, max_iter=500):
     for _ in range(max_iter):
         if np.max(np.abs(grad)) < 1e-14:
             break
-        try:
-            np.linalg.cholesky(hess)
-            step = -np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
+        step = _newton_step(hess, grad)
+        if step is None:
             step = -grad / lipschitz
         slope = grad @ step
         t = 1.0
@@ -680,11 +687,10 @@ def _wells_descend(x, centres, depths, widths, max_iter=500):
     # depends on the CPU's exp) and the line search crawls: finish with plain
     # Newton steps for as long as they shrink the gradient.
     for _ in range(20):
-        try:
-            np.linalg.cholesky(hess)
-        except np.linalg.LinAlgError:
+        step = _newton_step(hess, grad)
+        if step is None:
             break
-        trial = x - np.linalg.solve(hess, grad)
+        trial = x + step
         trial_value, trial_grad, trial_hess = _wells_value_grad_hess(trial, centres, depths, widths)
         if np.max(np.abs(trial_grad)) >= np.max(np.abs(grad)):
             break
