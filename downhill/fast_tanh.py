@@ -88,9 +88,12 @@ def rational_tanh(x, flat=True):
 #: Where :func:`exp_tanh` changes from its rational function to the exponential.
 SMALL64 = 0.625
 #: The coefficients of Cephes' double precision ``tanh`` (S. L. Moshier, ``tanh.c``),
-#: highest power first: ``P`` with its leading term, ``Q`` after its leading 1.
-P64 = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-Q64 = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+#: highest power first: ``P`` with its leading term, ``Q`` after its leading 1; NumPy
+#: float64 scalars, so that they stay float64 constants whatever floatX is.
+P64 = tuple(map(np.float64, (-9.64399179425052238628e-1, -9.92877231001918586564e1,
+                             -1.61468768441708447952e3)))
+Q64 = tuple(map(np.float64, (1.12811678491632931402e2, 2.23548839060100448583e3,
+                             4.84406305325125486048e3)))
 
 
 def exp_tanh(x, flat=True, xp=None):

@@ -117,6 +117,15 @@ def test_compiled_exp_tanh_is_more_accurate_than_the_libm_tanh_it_replaces():
     assert np.max(np.abs(ours - numpy_exp_tanh(x)) / np.spacing(np.abs(ours))) <= 2
 
 
+@pytest.mark.parametrize('floatx', ['float64', 'float32'])
+def test_exp_tanh_keeps_float64_coefficients_whatever_floatx(floatx):
+    x = np.linspace(-3, 3, 20_001)
+    with pytensor.config.change_flags(floatX=floatx):
+        v = pt.dvector('v')
+        got = pytensor.function([v], exp_tanh(v, flat=False), mode=compiling.quick_mode())(x)
+    np.testing.assert_array_equal(got, numpy_exp_tanh(x))
+
+
 def test_exp_tanh_special_values():
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 400.0, -800.0, 19.1, 5e-324, -1e-300,
                   0.625, np.nextafter(0.625, 0)])
