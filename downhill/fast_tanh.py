@@ -108,7 +108,9 @@ def exp_tanh(x, flat=True, xp=None):
 
     with Cephes' ``P`` of degree 2 and monic ``Q`` of degree 3 (:data:`P64`,
     :data:`Q64`). NaN stays NaN, ``+-inf`` gives ``+-1`` (``exp``
-    overflowing to ``inf`` on the way), ``-0.0`` gives ``-0.0``. ``flat``: as
+    overflowing to ``inf`` on the way), ``-0.0`` gives ``-0.0`` (in NumPy
+    and the quick mode: PyTensor's Numba backend compiles with the fast-math
+    flag ``nsz``, which lets a zero lose its sign). ``flat``: as
     for :func:`rational_tanh`. ``xp``: ``numpy`` to compute the same formula
     on arrays (:func:`numpy_exp_tanh`).
     """
