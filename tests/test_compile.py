@@ -177,8 +177,16 @@ def test_short_quick_calls_add_up_before_they_yield(monkeypatch):
     gate = threading.Event()
     fn, s = make_background(gate=gate)
     waits = []
-    monkeypatch.setattr(fn, '_done', type('Recording', (), {
-        'wait': lambda self, timeout=None: waits.append(timeout), 'is_set': lambda self: False})())
+    done = fn._done
+
+    class Recording:
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return False
+
+        def __getattr__(self, name):
+            return getattr(done, name)
+    monkeypatch.setattr(fn, '_done', Recording())
     fn.burst = 3600.0  # no call is that long: none yields
     for _ in range(5):
         fn()
@@ -188,6 +196,8 @@ def test_short_quick_calls_add_up_before_they_yield(monkeypatch):
     fn()
     assert waits == [owed] and s.get_value() == 6.0
     gate.set()
+    fn._thread.join(10)  # the compile ends here, not in a later test
+    assert fn.final is not None
 
 
 def test_background_error_is_raised_in_the_callers_thread():
