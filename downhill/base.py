@@ -1301,7 +1301,7 @@ def _pass_runner(fn, feed, data, names):
         if fn.ready() is None:
             return _switching_runner(fn, feed, data, names)
         fn = fn.final
-    monitors = _monitor_maker(names)
+    monitors = _monitor_maker(tuple(names))
     if isinstance(data, Batches):
         batches = _NamedList((feed(batch) for batch in data), data.name)
         if len(batches) == 1:
@@ -1316,8 +1316,9 @@ def _pass_runner(fn, feed, data, names):
     return functools.partial(_run_pass, fn, feed, data, data.name, monitors)
 
 
+@functools.lru_cache(maxsize=64)
 def _monitor_maker(names):
-    """``monitors(outputs)``: an OrderedDict from ``names`` to the outputs as floats.
+    """``monitors(outputs)``: an OrderedDict from ``names`` (a tuple) to the outputs as floats.
 
     The function is written out for these names, one item assignment each:
     ``OrderedDict(zip(names, map(float, outputs)))`` costs ~0.3 us more,
@@ -1334,25 +1335,23 @@ def _monitor_maker(names):
 def _switching_runner(pending, feed, data, names):
     """A pass runner for a function compiling in the background (see :func:`_pass_runner`).
 
-    Its ``settled()`` returns the runner made for the final function once
-    that is ready (None before), for a caller that can replace this one.
+    Its ``settled()`` returns the runner it made for the final function, once
+    a pass found that ready (None before), for a caller that can replace this one.
     """
     # ``pending`` switches between two calls (within a multi-batch pass); once
     # the final function is ready, the next pass runs a runner made for it.
     meanwhile = _pass_runner(lambda *args: pending(*args), feed, data, names)
     runner = None
 
-    def settled():
+    def run():
         nonlocal runner
         if runner is None:
             final = pending.ready()
-            if final is not None:
-                runner = _pass_runner(final, feed, data, names)
-        return runner
-
-    def run():
-        return (runner or settled() or meanwhile)()
-    run.settled = settled
+            if final is None:
+                return meanwhile()
+            runner = _pass_runner(final, feed, data, names)
+        return runner()
+    run.settled = lambda: runner
     return run
 
 

@@ -260,10 +260,11 @@ def test_the_loop_drops_the_switching_runner_once_the_final_step_is_ready(monkey
         return it.gi_frame.f_locals['run_train']
     next(it)
     next(it)
-    assert step.final is None and runner().settled() is None  # still the quick step
+    switching = runner()
+    assert step.final is None and switching.settled() is None  # still the quick step
     release.set()
     assert opt.wait_compiled(timeout=60)
-    assert runner().settled() is not None  # ready: the next iteration swaps it in
-    next(it)
+    next(it)  # this pass finds the final step ready; the loop then swaps runners
+    assert switching.settled() is not None and runner() is switching.settled()
     assert not hasattr(runner(), 'settled')
     assert len(list(it)) == 3  # and the loop goes on to max_updates
