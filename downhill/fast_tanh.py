@@ -87,13 +87,13 @@ def rational_tanh(x, flat=True):
 
 #: Where :func:`exp_tanh` changes from its rational function to the exponential.
 SMALL64 = 0.625
-#: The coefficients of Cephes' double precision ``tanh`` (S. L. Moshier, ``tanh.c``),
-#: highest power first: ``P`` with its leading term, ``Q`` after its leading 1; NumPy
-#: float64 scalars, so that they stay float64 constants whatever floatX is.
-P64 = tuple(map(np.float64, (-9.64399179425052238628e-1, -9.92877231001918586564e1,
-                             -1.61468768441708447952e3)))
-Q64 = tuple(map(np.float64, (1.12811678491632931402e2, 2.23548839060100448583e3,
-                             4.84406305325125486048e3)))
+#: The coefficients of Cephes' double precision ``tanh`` (S. L. Moshier, ``tanh.c``) in
+#: powers of x**2, lowest first (``Q`` is monic); NumPy float64 scalars, so that they
+#: stay float64 constants whatever floatX is.
+P64 = tuple(map(np.float64, (-1.61468768441708447952e3, -9.92877231001918586564e1,
+                             -9.64399179425052238628e-1)))
+Q64 = tuple(map(np.float64, (4.84406305325125486048e3, 2.23548839060100448583e3,
+                             1.12811678491632931402e2, 1.0)))
 
 
 def exp_tanh(x, flat=True, xp=None):
@@ -120,8 +120,7 @@ def exp_tanh(x, flat=True, xp=None):
         xp = pt
     a = abs(x)
     u = x * x
-    num = (P64[0] * u + P64[1]) * u + P64[2]
-    den = ((u + Q64[0]) * u + Q64[1]) * u + Q64[2]
+    num, den = _horner(P64, u), _horner(Q64, u)
     select = np.where if xp is np else pt.switch
     # the correction term of -0.0 is +0.0: the zeros are kept apart
     small = select(u > 0, x + x * (u * num / den), x)
