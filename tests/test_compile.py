@@ -149,21 +149,32 @@ def test_background_switches_and_keeps_state():
     assert s.get_value() == 3.0
 
 
-def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(monkeypatch):
-    gate = threading.Event()
-    fn, s = make_background(gate=gate)
-    waits = []
-    done = fn._done
+def record_pauses(monkeypatch, fn, release=None):
+    """The list of the pauses ``fn`` (a Background) takes, none of them slept.
+
+    ``release`` (an Event) is set in the first pause and the pause lasts
+    until the compiler is done: the final function is ready as it ends.
+    """
+    waits, done = [], fn._done
 
     class Recording:
         def wait(self, timeout=None):
             waits.append(timeout)
-            gate.set()  # the compiler finishes while the caller yields
+            if release is None:
+                return False
+            release.set()
             return done.wait(10)
 
         def __getattr__(self, name):
             return getattr(done, name)
     monkeypatch.setattr(fn, '_done', Recording())
+    return waits
+
+
+def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(monkeypatch):
+    gate = threading.Event()
+    fn, s = make_background(gate=gate)
+    waits = record_pauses(monkeypatch, fn, release=gate)
     fn.burst = 0  # a sleep after every call
     assert float(fn()[0]) == 0.0  # quick version, returned at once
     owed = fn._owed
@@ -176,17 +187,7 @@ def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(
 def test_short_quick_calls_add_up_before_they_yield(monkeypatch):
     gate = threading.Event()
     fn, s = make_background(gate=gate)
-    waits = []
-    done = fn._done
-
-    class Recording:
-        def wait(self, timeout=None):
-            waits.append(timeout)
-            return False
-
-        def __getattr__(self, name):
-            return getattr(done, name)
-    monkeypatch.setattr(fn, '_done', Recording())
+    waits = record_pauses(monkeypatch, fn)
     fn.burst = 3600.0  # no call is that long: none yields
     for _ in range(5):
         fn()

@@ -391,9 +391,11 @@ def test_monitor_names_are_kept_verbatim():
 
 
 def test_progress_is_rate_limited_and_tells_when_it_is_due(monkeypatch, downhill_log):
+    import types
     from downhill import logs
     now = [100.0]
-    monkeypatch.setattr(logs.time, 'monotonic', lambda: now[0])
+    # the logs module's clock only: time.monotonic itself stays as it is for everyone else
+    monkeypatch.setattr(logs, 'time', types.SimpleNamespace(monotonic=lambda: now[0]))
     progress = logs.Progress('X', interval=0.1, first=3)
     due = [progress(i, {'loss': 1.0}) for i in (1, 2, 3)]
     assert due == [0.0, 0.0, 100.1]  # the first iterations, then not before interval
