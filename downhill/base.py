@@ -23,9 +23,8 @@ from pytensor.tensor.sharedvar import TensorSharedVariable
 from . import checkpoint as checkpoints
 from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, Dataset, Passes, as_dataset
-from .fast_tanh import calls_libm_tanh, replace_for_mode
+from .fast_tanh import calls_libm_tanh
 from .logs import IMPROVED, Progress, format_monitors
-from .fusion import mode_with_fusion
 
 log = logging.getLogger('downhill')
 
@@ -56,7 +55,7 @@ def algorithms():
 
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-          monitor_gradients=False, mode=None, constraints=None, quick_start=True,
+          monitor_gradients=False, mode=None, constraints=None, quick_start=False,
           fast_tanh=True):
     """Construct an optimizer by name.
 
@@ -95,13 +94,16 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         the ``'loss'`` monitor is the composite objective; see
         :mod:`downhill.prox`.
     quick_start : bool, optional
-        When ``mode`` compiles code (Numba, C, JAX), run the first updates
-        through a Python-linker version of each function while the final
-        one compiles in a background thread, then switch to it (default
-        True); the trajectory is the same either way. False compiles
-        synchronously before the first update, as happens anyway for
-        parameters over 4 MiB (:func:`downhill.compile.quick_start_fits`).
-        See :mod:`downhill.compile`.
+        When ``mode`` compiles code (Numba, C, JAX), run the first
+        :data:`downhill.compile.QUICK_UPDATES` (50) updates through a
+        Python-linker version of each function while the final one compiles
+        in a background thread; the next update waits for it if it is not
+        ready yet (default False: compile before the first update). The
+        switch falls on that update whatever the compiler's speed, so a run
+        repeats bit for bit either way, but the two versions round
+        differently: a quick-start run and a ``quick_start=False`` run differ
+        in the last bits. Parameters over 4 MiB never get a quick start
+        (:func:`downhill.compile.quick_start_fits`). See :mod:`downhill.compile`.
     fast_tanh : bool, optional
         Compute every float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`
         (default True): a rational function evaluated in float64, correctly
@@ -152,7 +154,7 @@ class Optimizer:
 
     @staticmethod
     def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
-              monitor_gradients=False, mode=None, constraints=None, quick_start=True,
+              monitor_gradients=False, mode=None, constraints=None, quick_start=False,
               fast_tanh=True):
         """Construct an optimizer by name; see :func:`downhill.build`."""
         if isinstance(algo, type) and issubclass(algo, Optimizer):
@@ -168,7 +170,7 @@ class Optimizer:
                    quick_start=quick_start, fast_tanh=fast_tanh)
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None, quick_start=True,
+                 monitor_gradients=False, mode=None, constraints=None, quick_start=False,
                  fast_tanh=True):
         graph.check_loss(loss)
         self._loss = loss
@@ -661,12 +663,9 @@ class Optimizer:
         inputs, outputs, updates = list(self._inputs), list(self._monitor_exprs), updates + rngs
 
         def make(mode):
-            outs, ups = outputs, updates
-            if self._fast_tanh:
-                outs, news = replace_for_mode(mode, outputs, [e for _, e in updates])
-                ups = list(zip([v for v, _ in updates], news))
-            return pytensor.function(inputs, outs, updates=ups, mode=mode_with_fusion(mode),
-                                     on_unused_input='ignore', name=name)
+            mode, outs, news = compiling.prepare(mode, self._fast_tanh, outputs, [e for _, e in updates])
+            return pytensor.function(inputs, outs, updates=list(zip([v for v, _ in updates], news)),
+                                     mode=mode, on_unused_input='ignore', name=name)
         lean = all(type(v.type).__name__ == 'TensorType' for v in inputs)
         return compiling.compile_function(make, self._mode, len(inputs), lean, self._quick_start, name)
 
@@ -1294,11 +1293,11 @@ def _pass_runner(fn, feed, data, names):
     and converted once, here, instead of at every step; a single batch (the
     full-batch case, one update per iteration) gets a pass without a loop.
     While ``fn`` is still compiling in the background
-    (:class:`downhill.compile.Background`), each pass runs whichever version
-    is ready; once the final one is, the runner made for it takes over.
+    (:class:`downhill.compile.Background`), each call runs the version its
+    count of calls says; once the final one runs, the runner made for it takes over.
     """
     if isinstance(fn, compiling.Background):
-        if fn.ready() is None:
+        if fn.settled() is None:
             return _switching_runner(fn, feed, data, names)
         fn = fn.final
     monitors = _monitor_maker(tuple(names))
@@ -1336,17 +1335,17 @@ def _switching_runner(pending, feed, data, names):
     """A pass runner for a function compiling in the background (see :func:`_pass_runner`).
 
     Its ``settled()`` returns the runner it made for the final function, once
-    a pass found that ready (None before), for a caller that can replace this one.
+    a pass found the switch made (None before), for a caller that can replace this one.
     """
     # ``pending`` switches between two calls (within a multi-batch pass); once
-    # the final function is ready, the next pass runs a runner made for it.
+    # it has, the next pass runs a runner made for the final function.
     meanwhile = _pass_runner(lambda *args: pending(*args), feed, data, names)
     runner = None
 
     def run():
         nonlocal runner
         if runner is None:
-            final = pending.ready()
+            final = pending.settled()
             if final is None:
                 return meanwhile()
             runner = _pass_runner(final, feed, data, names)

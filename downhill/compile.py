@@ -8,27 +8,33 @@ later one runs:
   is cold, and still spends about a second loading it when warm.
   ``FAST_COMPILE`` (Python ``perform`` methods, few rewrites) is ready in a
   fraction of a second but runs each step 50-100x slower.
-- **A quick start** (:class:`Background`): the first updates run through a
-  Python-linker version (:func:`downhill.quick.quick_mode`) of the step while the final version compiles in a
-  daemon thread; every call after it is ready uses it. Both versions read and
-  write the same shared variables (parameters and algorithm state live in
-  their storage cells, not in the compiled functions) and compute the same
-  update formulas, so a run that switches mid-way follows the same trajectory
-  as a run in either mode alone (in float64 to ~1e-16 on the benchmark
-  problems: only the rounding of reductions may differ).
+- **A quick start** (:class:`Background`, off by default): the first
+  :data:`QUICK_UPDATES` updates run through a Python-linker version
+  (:func:`downhill.quick.quick_mode`) of the step while the final version
+  compiles in a daemon thread; the next update waits for it if it is not
+  ready yet, and every later one uses it. The switch comes at that update
+  whatever the compiler's speed, so a run repeats bit for bit, cold or warm
+  cache, loaded or idle machine; the two versions round differently (the
+  order of reductions, contracted multiply-adds), so a quick-start run
+  differs from a ``quick_start=False`` run in the last bits.
 - **A lean call** (:func:`downhill._compat.lean_caller`): a plain Python
   function that hands the arrays straight to the compiled Numba kernel and
   stores the updated values, skipping ``Function.__call__``'s general
   bookkeeping (~2-3 us of the ~8 us of a 2-parameter Adam step).
 """
 
+import atexit
+import contextlib
 import logging
+import os
 import threading
 import time
 
 import numpy as np
 
 from . import _compat
+from .fast_tanh import replace_for_mode
+from .fusion import mode_with_fusion
 from .quick import quick_mode
 
 log = logging.getLogger('downhill')
@@ -38,6 +44,60 @@ log = logging.getLogger('downhill')
 # compilation is not documented to be thread-safe against itself.
 _BACKGROUND_LOCK = threading.Lock()
 
+
+#: The environment variable that turns every backend speed-up off when it is ``0``.
+SPEEDUPS_VARIABLE = 'DOWNHILL_SPEEDUPS'
+
+_SPEEDUPS = None  # set by use_speedups(); None: from the environment
+
+
+def speedups():
+    """Whether downhill's backend speed-ups are on (the default).
+
+    They are downhill's graph rewrites (:mod:`downhill.fusion`), the faster
+    ``tanh`` (:mod:`downhill.fast_tanh`), the lean call and the precompiled
+    first call (:func:`downhill._compat.lean_caller`,
+    :func:`~downhill._compat.precompile`) and glibc's allocator setting
+    (:func:`keep_freed_memory`). Off (``DOWNHILL_SPEEDUPS=0`` in the
+    environment, or inside :func:`use_speedups` ``(False)``), downhill
+    compiles with stock PyTensor and calls ``Function`` objects as they are.
+    Read when a function is compiled: a step compiled before keeps its own.
+    """
+    if _SPEEDUPS is not None:
+        return _SPEEDUPS
+    return os.environ.get(SPEEDUPS_VARIABLE, '1') != '0'
+
+
+@contextlib.contextmanager
+def use_speedups(on):
+    """Within the block, compile with (True) or without (False) the backend speed-ups."""
+    global _SPEEDUPS
+    before, _SPEEDUPS = _SPEEDUPS, bool(on)
+    try:
+        yield
+    finally:
+        _SPEEDUPS = before
+
+
+def prepare(mode, fast_tanh, *groups):
+    """``(mode, *groups)`` as downhill compiles them: the one seam to the speed-ups.
+
+    Each group is a list of expressions; with the speed-ups on, ``tanh`` is
+    replaced in all of them together (when ``fast_tanh``) and ``mode`` gets
+    downhill's rewrites (when it is a Numba mode).
+    """
+    if not speedups():
+        return (mode, *groups)
+    if fast_tanh:
+        groups = replace_for_mode(mode, *groups)
+    return (mode_with_fusion(mode), *groups)
+
+
+#: How many calls of each function a quick start runs in the quick mode: the
+#: step's first updates (and the validations before the last of them). A count,
+#: not a time, so that where the switch falls never depends on how fast the
+#: compiler ran.
+QUICK_UPDATES = 50
 
 #: Parameters larger than this (bytes, all together) skip the quick start: see :func:`quick_start_fits`.
 QUICK_START_MAX_BYTES = 4 << 20
@@ -83,14 +143,18 @@ def is_quick(mode):
 
 
 class Background:
-    """A compiled function that is a quick-to-compile version until the final one is ready.
+    """A compiled function that is a quick-to-compile version for its first calls.
 
-    ``compile_final`` (a function of no arguments returning the final
-    callable) runs in a daemon thread, so it never keeps the process alive at
-    exit. Calling this object calls the final function when it is ready and
-    the ``quick`` one before. An exception raised while compiling is raised
-    again in the caller's thread at the next call (or by :meth:`wait`): the
-    same error a synchronous compile would have raised, only later.
+    ``compile_final`` runs in a daemon thread (an ``atexit`` hook waits for it,
+    so that no compiler is cut off mid-way at exit). The first
+    ``quick_calls`` calls run the ``quick`` version; the next one waits for
+    the final function if it is not ready and every later call runs it. The
+    switch is made by counting calls, never by the clock: a final function
+    that is ready early waits for its turn, so the same calls always run the
+    same code. :meth:`wait` switches at once, and so does a leader (see
+    :meth:`follow`) switching. An exception raised while compiling is raised
+    again in the caller's thread at the switch (or by :meth:`wait`): the same
+    error a synchronous compile would have raised, only later.
 
     Parameters
     ----------
@@ -103,12 +167,19 @@ class Background:
         call), or ``()``.
     name : str
         For log messages and the thread's name.
+    quick_calls : int
+        How many calls run ``quick`` (default :data:`QUICK_UPDATES`).
     """
 
-    def __init__(self, quick, compile_final, name):
+    def __init__(self, quick, compile_final, name, quick_calls=None):
         self.quick = quick
         self.final = None
         self.name = name
+        self.quick_calls = QUICK_UPDATES if quick_calls is None else quick_calls
+        self.calls = 0
+        #: Whether calls now run the final function (set at the switch, never undone).
+        self.switched = False
+        self._leader = None
         self.seconds = None
         self._error = None
         self._done = threading.Event()
@@ -139,8 +210,9 @@ class Background:
         self.autostart = True
 
     def follow(self, other):
-        """Start compiling once ``other`` (a Background) has finished compiling."""
+        """Compile once ``other`` (a Background) has compiled, and switch when it switches."""
         self.autostart = False
+        self._leader = other
         if other._done.is_set():
             self.start()
         else:
@@ -160,6 +232,7 @@ class Background:
         """
         if not self._started:
             self._started = True
+            _RUNNING.add(self)
             self._thread.start()
 
     def _run(self, compile_final):
@@ -179,6 +252,7 @@ class Background:
             self._done.set()
             for other in self._followers:
                 other.start()
+            _RUNNING.discard(self)  # after the followers joined, for the exit hook
 
     def ready(self):
         """The final function once it is compiled, else None; raises if compiling it failed."""
@@ -187,39 +261,62 @@ class Background:
             raise self._error
         return final
 
+    def settled(self):
+        """The final function once calls run it (after the switch), else None."""
+        return self.final if self.switched else None
+
     def current(self):
         """The function the next call runs."""
-        return self.ready() or self.quick
+        return self.settled() or self.quick
 
     def wait(self, timeout=None):
-        """Block until the final function is compiled (or ``timeout`` seconds); return it or None."""
+        """Block until the final function is compiled (or ``timeout`` seconds); return it or None.
+
+        Once it is there, every later call runs it (the switch).
+        """
         self.start()
         self._done.wait(timeout)
-        return self.ready()
-
-    def __call__(self, *args):
-        final = self.final
-        if final is not None:
-            return final(*args)
         final = self.ready()
         if final is not None:
-            return final(*args)
+            self.switched = True
+        return final
+
+    def _switch(self):
+        if self.wait() is None:  # cannot happen: wait() without a timeout returns or raises
+            raise RuntimeError(f'compiling {self.name} finished without a function')
+        return self.final
+
+    def __call__(self, *args):
+        if self.switched:
+            return self.final(*args)
+        if self.calls >= self.quick_calls or (self._leader is not None and self._leader.switched):
+            return self._switch()(*args)
+        self.calls += 1
         if self._owed and self._owed >= self.burst * self.yield_share:
-            # leave the GIL to the compiler for as long as the last calls held it (yield_share),
-            # and wake up as soon as the final function is ready
+            # leave the GIL to the compiler for as long as the last calls held it (yield_share);
+            # the pause only changes when the compiler is done, never which code runs
             self._done.wait(self._owed)
             self._owed = 0.0
-            final = self.ready()
-            if final is not None:
-                return final(*args)
         started = time.perf_counter()
         out = self.quick(*args)
         if self.sample is None:
             self.sample = args
         self.kick()
-        if self._started:
+        if self._started and not self._done.is_set():
             self._owed += (time.perf_counter() - started) * self.yield_share
         return out
+
+
+#: The Backgrounds compiling now (waited for at exit).
+_RUNNING = set()
+
+
+@atexit.register
+def _wait_for_compilers():
+    # A daemon thread still compiling when the interpreter finalizes can be
+    # cut off inside native code (JAX's compiler aborted the process that way).
+    while _RUNNING:  # a follower starts when its leader is done
+        next(iter(_RUNNING))._done.wait()
 
 
 def current(fn):
@@ -256,7 +353,7 @@ def compile_function(make, mode, n_args, lean, quick_start, name):
     def final(sample=None):
         started = time.perf_counter()
         fn = make(mode)
-        if sample is not None and len(sample) == n_args:
+        if sample is not None and len(sample) == n_args and speedups():
             _compat.precompile(fn, sample)
         log.debug('compiled %s in %.2f s (mode %s)', name, time.perf_counter() - started, mode)
         return _fast_path(fn, n_args, lean)
@@ -271,7 +368,7 @@ def compile_function(make, mode, n_args, lean, quick_start, name):
 
 
 def _fast_path(fn, n_args, lean):
-    if not lean:
+    if not lean or not speedups():
         return fn
     fn.trust_input = True
     return _compat.lean_caller(fn, n_args) or fn
@@ -295,8 +392,8 @@ def keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
     Returns whether the setting was made.
     """
     global _FREED_MEMORY_KEPT
-    if _FREED_MEMORY_KEPT is not None:
-        return _FREED_MEMORY_KEPT
+    if _FREED_MEMORY_KEPT is not None or not speedups():
+        return bool(_FREED_MEMORY_KEPT)
     import ctypes
     import os
     import sys

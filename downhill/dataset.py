@@ -49,6 +49,10 @@ def _shape(x):
     return x.shape
 
 
+#: The shuffling seed of a Dataset made without ``rng``.
+DEFAULT_SEED = 0
+
+
 class Dataset:
     """Mini-batches from arrays, or from a callable that returns one batch per call.
 
@@ -75,7 +79,11 @@ class Dataset:
         The axis along which arrays are split into batches. Default 0.
     rng : int or numpy.random.RandomState, optional
         Shuffles the batch order each time the whole set has been used (and
-        once at the start). An int seeds a new ``RandomState``.
+        once at the start). An int seeds a new ``RandomState``. The default,
+        None, is the seed :data:`DEFAULT_SEED`, so that a script repeats its
+        run bit for bit unless it asks otherwise (pass a seed of its own, or
+        ``numpy.random.RandomState()`` for an order that changes from run to
+        run).
 
     Notes
     -----
@@ -106,8 +114,13 @@ class Dataset:
             raise ValueError(f'iteration_size must be a whole number >= 0 or None, got {iteration_size!r}')
         self.batch_size = int(batch_size)
         self.iteration_size = iteration_size
-        if rng is None or isinstance(rng, numbers.Integral):
-            rng = np.random.RandomState(rng)
+        if rng is None:
+            rng = DEFAULT_SEED
+        if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+            if not 0 <= rng < 2 ** 32:
+                raise ValueError(f'rng must be a seed from 0 to 2**32 - 1 or a numpy.random.RandomState, '
+                                 f'got {rng!r}')
+            rng = np.random.RandomState(int(rng))
         if not isinstance(rng, np.random.RandomState):
             raise TypeError(f'rng must be an int seed or a numpy.random.RandomState, got {type(rng).__name__}')
         self.rng = rng

@@ -15,7 +15,7 @@ def _wrap(data, name, batch_size, iteration_size):
 
 def minimize(loss, train, valid=None, params=None, inputs=None, algo='rmsprop', updates=(),
              monitors=(), monitor_gradients=False, batch_size=32, train_batches=None,
-             valid_batches=None, mode=None, constraints=None, quick_start=True, fast_tanh=True,
+             valid_batches=None, mode=None, constraints=None, quick_start=False, fast_tanh=True,
              **kwargs):
     """Minimize a loss in one call.
 

@@ -32,10 +32,8 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import _compat
+from . import _compat, compile as compiling
 from .dataset import Dataset, _take
-from .fast_tanh import replace_for_mode
-from .fusion import mode_with_fusion
 
 log = logging.getLogger('downhill')
 
@@ -96,9 +94,7 @@ class FlatObjective:
         vector = pt.vector('v', dtype='float64')
         # the products are taken of the exact gradient, before tanh is replaced
         products = _compat.rop(grads, self.params, self._unflatten(vector)) if hessian else []
-        if fast_tanh:
-            monitors, grads, products = replace_for_mode(mode, monitors, grads, products)
-        mode = mode_with_fusion(mode)
+        mode, monitors, grads, products = compiling.prepare(mode, fast_tanh, monitors, grads, products)
         self._fg = pytensor.function(list(inputs) + [theta], monitors + [_flatten(grads)],
                                      givens=givens, mode=mode, on_unused_input='ignore',
                                      name='loss_and_gradient')

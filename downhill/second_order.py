@@ -74,7 +74,7 @@ class FullBatchOptimizer(Optimizer):
     _bounded = True
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None, quick_start=True,
+                 monitor_gradients=False, mode=None, constraints=None, quick_start=False,
                  fast_tanh=True):
         name = _algorithm_key(type(self).__name__)
         if updates:

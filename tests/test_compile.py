@@ -85,10 +85,10 @@ def test_lean_call_matches_the_pytensor_function():
 
 def test_large_parameters_skip_the_quick_start(monkeypatch, caplog):
     loss, params, x, data = factor_problem()
-    assert downhill.build('sgd', loss, inputs=[x], mode='NUMBA')._quick_start
+    assert downhill.build('sgd', loss, inputs=[x], mode='NUMBA', quick_start=True)._quick_start
     monkeypatch.setattr(compiling, 'QUICK_START_MAX_BYTES', 8 * (12 * 3 + 3 * 8) - 1)
     with caplog.at_level('INFO', logger='downhill'):
-        opt = downhill.build('sgd', loss, inputs=[x], mode='NUMBA')
+        opt = downhill.build('sgd', loss, inputs=[x], mode='NUMBA', quick_start=True)
     assert not opt._quick_start
     assert 'no quick start: the parameters take 0.0 MiB' in caplog.text
 
@@ -109,6 +109,8 @@ def test_quick_start_false_compiles_synchronously():
     assert opt._quick_start is False
     with pytest.raises(TypeError, match='quick_start must be True or False'):
         downhill.build('sgd', loss, inputs=[x], quick_start='yes')
+    # and compiling before the first update is the default
+    assert downhill.build('sgd', loss, inputs=[x], mode='CVM')._quick_start is False
 
 
 def test_unknown_mode_is_named():
@@ -171,7 +173,7 @@ def record_pauses(monkeypatch, fn, release=None):
     return waits
 
 
-def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(monkeypatch):
+def test_the_first_call_returns_without_yielding_and_later_ones_pause_for_the_compiler(monkeypatch):
     gate = threading.Event()
     fn, s = make_background(gate=gate)
     waits = record_pauses(monkeypatch, fn, release=gate)
@@ -179,9 +181,41 @@ def test_the_first_call_returns_without_yielding_and_later_ones_wake_when_ready(
     assert float(fn()[0]) == 0.0  # quick version, returned at once
     owed = fn._owed
     assert waits == [] and owed > 0
-    assert float(fn()[0]) == 2.0  # yielded, then ran the final version ready meanwhile
+    assert float(fn()[0]) == 2.0  # paused for the compiler, which finished meanwhile
     assert waits == [owed] and fn._owed == 0
-    assert fn.final is not None and s.get_value() == 2.0
+    # the final function is ready but waits for its turn: the switch is counted in calls
+    assert fn.final is not None and not fn.switched and fn.calls == 2
+    assert s.get_value() == 2.0
+
+
+def test_the_switch_falls_on_the_same_call_however_fast_the_compiler_is():
+    """The final version runs from call quick_calls + 1 on, ready early or late (never by the clock)."""
+    for delay in (0.0, 0.3):
+        ran = []
+        gate = threading.Event()
+
+        def compile_final(sample):
+            gate.wait(delay)
+            return lambda i: ran.append(('final', i))
+        fn = compiling.Background(lambda i: ran.append(('quick', i)), compile_final, 'test',
+                                  quick_calls=3)
+        fn(0)
+        if delay == 0.0:
+            fn._thread.join(10)  # compiled before the second call
+        for i in range(1, 6):
+            fn(i)
+        assert ran == [('quick', 0), ('quick', 1), ('quick', 2),
+                       ('final', 3), ('final', 4), ('final', 5)], delay
+        assert fn.switched and fn.settled() is fn.final
+
+
+def test_a_follower_switches_with_its_leader():
+    leader = compiling.Background(lambda: 'quick', lambda sample: (lambda: 'final'), 'step', quick_calls=2)
+    follower = compiling.Background(lambda: 'quick', lambda sample: (lambda: 'final'), 'eval', quick_calls=10 ** 9)
+    follower.follow(leader)
+    assert [leader(), follower(), leader(), follower()] == ['quick'] * 4
+    assert leader() == 'final'  # the leader's third call switches it...
+    assert follower() == 'final'  # ...and the follower's next call follows
 
 
 def test_short_quick_calls_add_up_before_they_yield(monkeypatch):
@@ -203,11 +237,15 @@ def test_short_quick_calls_add_up_before_they_yield(monkeypatch):
 
 def test_background_error_is_raised_in_the_callers_thread():
     fn, s = make_background(fail=True)
+    fn.quick_calls = 2
     fn()  # the quick version runs; the final one fails to compile in the background
-    with pytest.raises(RuntimeError, match='the compiler broke'):
-        fn.wait(10)
+    fn._thread.join(10)
+    fn()  # still the quick version's turn: the error waits for the switch, where it always comes
     with pytest.raises(RuntimeError, match='the compiler broke'):
         fn()
+    with pytest.raises(RuntimeError, match='the compiler broke'):
+        fn.wait(10)
+    assert s.get_value() == 2.0
 
 
 def test_follower_starts_after_its_leader():
@@ -227,7 +265,7 @@ def test_checkpointed_runs_never_use_the_quick_step(monkeypatch, tmp_path):
     """checkpoint= waits for the final step, so a resumed run repeats the same code bit for bit."""
     monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)   # FAST_COMPILE plays Numba
     loss, params, x, data = factor_problem()
-    opt = downhill.build('adam', loss, inputs=[x])
+    opt = downhill.build('adam', loss, inputs=[x], quick_start=True)
     step, evaluate = opt._compiled_step(), opt._compiled_eval()
     assert isinstance(step, compiling.Background) and isinstance(evaluate, compiling.Background)
 
@@ -250,7 +288,7 @@ def test_the_loop_drops_the_switching_runner_once_the_final_step_is_ready(monkey
     """After the switch the loop calls the final step's own runner: no wrapper is left per update."""
     monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)   # FAST_COMPILE plays Numba
     loss, params, x, data = factor_problem()
-    opt = downhill.build('adam', loss, inputs=[x])
+    opt = downhill.build('adam', loss, inputs=[x], quick_start=True)
     step = opt._compiled_step()
     release = threading.Event()
     start = step.start
