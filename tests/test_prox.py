@@ -14,11 +14,8 @@
 * the composite objective in the monitors and in early stopping; errors.
 """
 
-import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytensor
@@ -506,46 +503,6 @@ def test_get_updates_pairs_keep_the_constraint():
     for _ in range(10):
         f()
     np.testing.assert_array_equal(x.get_value(), [0, 0])
-
-
-# ----------------------------------------------------------------------------
-# the examples
-
-
-def run_example(name):
-    path = pathlib.Path(__file__).resolve().parent.parent / 'examples' / name
-    env = dict(os.environ, PYTENSOR_FLAGS=f'mode={os.environ.get("DOWNHILL_TEST_MODE", "FAST_COMPILE")}')
-    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
-def test_example_nmf_constraints():
-    rows = {line.split()[0]: line.split()[1:] for line in run_example('nmf_constraints.py').splitlines()[1:]}
-    assert set(rows) == {'sgd', 'adam', 'rmsprop'}
-    for algo, (start, final, factor, min_a, min_s, colsum) in rows.items():
-        assert float(final) < float(start)
-        assert float(min_a) >= 0 and float(min_s) >= 0 and float(colsum) < 1e-12
-    assert float(rows['adam'][2]) > 500 and float(rows['rmsprop'][2]) > 20
-
-
-def test_example_sphere_wells():
-    out = run_example('sphere_wells.py')
-    assert float(re.search(r'farthest from the circle after any update: (\S+)', out).group(1)) < 1e-12
-    assert re.search(r'points at a constrained local minimum: 100 of 100', out)
-    assert int(re.search(r'at the constrained global minimum .*: (\d+)', out).group(1)) > 20
-
-
-def test_example_lasso():
-    out = run_example('lasso.py')
-    support = re.search(r'ISTA reference: \d+ non-zero weights at (\[.*\])', out).group(1)
-    for algo in ('sgd', 'adam'):
-        line = next(l for l in out.splitlines() if l.startswith(algo))
-        assert f'non-zero weights at {support}' in line
-        assert float(re.search(r'largest difference from ISTA (\S+)', line).group(1)) < 1e-4
-    sgd = next(l for l in out.splitlines() if l.startswith('sgd'))
-    assert float(re.search(r'largest difference from ISTA (\S+)', sgd).group(1)) < 1e-6
 
 
 def test_the_guide_page_code_runs():
