@@ -381,3 +381,30 @@ def test_minibatch_100k_rows_close_to_full_batch():
     """100k rows in mini-batches of 1k (about 15 s: faster in FAST_COMPILE than a cold C compile)."""
     point, full, history = _minibatch_fit(100_000, 1000, atol=1e-2)
     assert len(history) < 5000
+
+
+def dirichlet_multinomial(seed=3):
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(40, [0.2, 0.5, 0.3], size=25)
+    with pm.Model() as model:
+        concentration = pm.HalfNormal('concentration', 10)
+        p = pm.Dirichlet('p', a=np.ones(3) * 2)
+        pm.DirichletMultinomial('counts', n=40, a=concentration * p, observed=counts)
+    return model
+
+
+@pytest.mark.compiled
+def test_find_map_repeats_bit_for_bit_in_the_default_backend():
+    """Three calls on the same model (a simplex transform): the same updates and the same bits."""
+    runs = []
+    for _ in range(3):
+        point, history = find_map(model=dirichlet_multinomial(), return_monitors=True,
+                                  progressbar=False)
+        runs.append((point, [(t, v) for t, v in history]))
+    for point, history in runs[1:]:
+        assert history == runs[0][1]
+        assert set(point) == set(runs[0][0])
+        for name in point:
+            np.testing.assert_array_equal(point[name], runs[0][0][name], err_msg=name)
+    assert len(runs[0][1]) > 10
+    assert np.isclose(runs[0][0]['p'].sum(), 1.0)
