@@ -617,6 +617,33 @@ class Optimizer:
         size = self._step_sizes.get(param)
         return self._hyper('learning_rate', param) if size is None else _as_type(size, param)
 
+    def _project_start(self):
+        """Put each constrained parameter on its constraints before the first validation.
+
+        So that the best parameters a run keeps (the start, if no update
+        improves on it) are feasible. Each constraint is applied with a step
+        size of 0: projections project, proximal operators of regularizers
+        (``prox.l1``...) leave the value as it is.
+        """
+        if not self._constraints:
+            return
+        params = list(self._constraints)
+        zero = {p: pt.as_tensor_variable(np.zeros((), dtype=p.dtype)) for p in params}
+        projected = []
+        for param in params:
+            value = param
+            for op in self._constraints[param]:
+                value = _as_type(op(value, zero[param]), param)
+            projected.append(value)
+        values = pytensor.function([], projected, mode='FAST_COMPILE')()
+        for param, value in zip(params, values):
+            old = param.get_value(borrow=True)
+            if not np.array_equal(old, value):
+                log.info('%s: the start of %s is not on its constraints; projected onto them '
+                         '(largest change %.3g)', type(self).__name__, graph.describe(param),
+                         float(np.max(np.abs(np.asarray(old, dtype=float) - value))))
+                _assign(param, value)
+
     def _constrain(self, param, value):
         """``value`` (the parameter's new value) after the constraints on ``param``."""
         ops = self._constraints.get(param)
@@ -1049,6 +1076,7 @@ class Optimizer:
         skipped_at_start = 0 if skipped is None else int(skipped.get_value())
         skip_log = nonfinite.SkipLog(label, skipped_at_start)
         if not resumed:
+            self._project_start()
             self._best_params = self._snapshot()
         reason, validate_last = None, False
         validate_every = self.validate_every

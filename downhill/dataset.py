@@ -396,7 +396,7 @@ def as_dataset(data, name, batch_size=32):
     """
     if data is None:
         return Batches([[]], name)
-    if isinstance(data, Dataset):
+    if isinstance(data, (Dataset, Batches, Passes)):  # wrapped already (by minimize())
         return data
     if is_array(data):
         return Dataset([data], name=name, batch_size=batch_size)

@@ -32,11 +32,25 @@ class _Formatter(logging.Formatter):
         return text
 
 
+class _DefaultHandler(logging.StreamHandler):
+    """The out-of-the-box handler: steps aside once the application configures logging.
+
+    An application that calls ``logging.basicConfig()`` after importing
+    downhill gets each line from its own root handler (the record propagates
+    there); writing it here too would show every line twice.
+    """
+
+    def emit(self, record):
+        if log.propagate and logging.root.handlers:
+            return
+        super().emit(record)
+
+
 def install_default_handler():
     """Give the logger a stderr handler unless the application configured logging."""
     if logging.root.handlers or log.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _DefaultHandler(sys.stderr)
     handler.setFormatter(_Formatter(sys.stderr))
     log.addHandler(handler)
     if log.level == logging.NOTSET:

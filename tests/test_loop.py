@@ -410,3 +410,35 @@ def test_progress_is_rate_limited_and_tells_when_it_is_due(monkeypatch, downhill
     downhill_log.set_level(logging.WARNING, logger='downhill')
     assert progress(7, {'loss': 0.125}) == pytest.approx(100.3)  # silent; looks again after interval
     assert downhill_log.records[-1].getMessage() == 'X 6 loss=0.25'
+
+
+# ----------------------------------------------------------------------------
+# a run without data keeps its work; logging configured after the import
+
+
+@pytest.mark.parametrize('algo', ['sgd', 'adam', 'nag'])
+def test_minimize_without_data_keeps_the_last_update(algo):
+    """max_updates below validate_every: the last update is validated and kept, not the start."""
+    x = pytensor.shared(np.ones(3), name='x')
+    downhill.minimize((x ** 2).sum(), None, algo=algo, learning_rate=0.1, max_updates=5)
+    if algo == 'sgd':  # each update multiplies x by 1 - 2 * 0.1
+        np.testing.assert_allclose(x.get_value(), np.full(3, 0.8 ** 5), rtol=1e-12)
+    assert (x.get_value() ** 2).sum() < 0.5 * 3
+
+
+def test_logging_configured_after_the_import_shows_each_line_once():
+    import subprocess
+    import sys
+    code = ('import numpy as np, pytensor, logging, downhill\n'
+            'logging.basicConfig(level=logging.INFO)\n'
+            "x = pytensor.shared(np.ones(3), name='x')\n"
+            "downhill.minimize((x ** 2).sum(), None, algo='sgd', max_updates=2, mode='FAST_COMPILE')\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if 'downhill' in line]
+    assert any('validation 0 loss=3' in line for line in lines)
+    assert len(lines) == len(set(lines)) >= 4
+    # and without any configuration the library's own handler still shows progress
+    code = code.replace('logging.basicConfig(level=logging.INFO)\n', '')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.stderr.count('validation 0 loss=3') == 1

@@ -513,3 +513,13 @@ def test_the_guide_page_code_runs():
     for block in blocks:
         code = '\n'.join(line[3:] for line in block.splitlines())
         exec(compile(code, 'docs/constraints.rst', 'exec'), {})
+
+
+def test_an_infeasible_start_is_projected_before_it_can_be_kept(downhill_log):
+    """The start (2, -0.5) is off the unit circle and has a lower loss than any feasible point
+    after 5 updates would beat: the run must still hand back a point on the circle."""
+    y = pytensor.shared(np.array([2.0, -0.5]), name='y')
+    downhill.minimize(((y - [0.3, 0.1]) ** 2).sum(), None, algo='sgd', learning_rate=0.1,
+                      max_updates=5, constraints={y: prox.unit_norm()})
+    assert np.linalg.norm(y.get_value()) == pytest.approx(1.0, abs=1e-12)
+    assert "the start of 'y' is not on its constraints; projected onto them" in downhill_log.text
