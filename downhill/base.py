@@ -727,6 +727,16 @@ class Optimizer:
                 fn.follow(steps[-1])
         return self._eval_fn
 
+    @property
+    def best_loss(self):
+        """The best validation loss of the current or last :meth:`iterate` run (None before one).
+
+        It counts the validation after the last update too, so it is the loss
+        of the parameters a finished run leaves in place.
+        """
+        state = getattr(self, '_loop_state', None)
+        return None if state is None else state.best_loss
+
     def wait_compiled(self, timeout=None):
         """Block until the steps compiling in the background are ready.
 

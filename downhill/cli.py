@@ -673,20 +673,24 @@ def race_command(landscape, algos, steps, start, dim, settings, tol, plot_path, 
         rows.append([r['algo'], _fmt(r['final_loss']), _fmt(r['distance']),
                      _fmt(r['updates_to_tol'], 'd') if r['updates_to_tol'] is not None else '-',
                      f"{r['seconds']:.2f}", 'diverged' if r['diverged'] else ''])
+    # with --json -, stdout carries the JSON alone: the table goes to stderr
+    to_stderr = json_path == '-'
     if not quiet:
         point = ','.join(f'{v:g}' for v in np.ravel(results[0]['path'][0]))
-        click.echo(f'{key}: {steps} updates from ({point}); minimum {problem.minimum_value:g}')
+        click.echo(f'{key}: {steps} updates from ({point}); minimum {problem.minimum_value:g}',
+                   err=to_stderr)
         click.echo(_table(rows, ['algorithm', 'final loss', 'distance', f'updates to {tol:g}',
-                                 'time (s)', ''], ['<', '>', '>', '>', '>', '<']))
+                                 'time (s)', ''], ['<', '>', '>', '>', '>', '<']), err=to_stderr)
         if verbose:
-            click.echo('settings:')
+            click.echo('settings:', err=to_stderr)
             for r in results:
                 click.echo(f"  {r['algo']}: " + (' '.join(
-                    f'{k}={_fmt_default(v)}' for k, v in r['hyperparameters'].items()) or '(defaults)'))
+                    f'{k}={_fmt_default(v)}' for k, v in r['hyperparameters'].items()) or '(defaults)'),
+                    err=to_stderr)
     if plot_path is not None:
         _save_plot(problem, results, plot_path, steps)
         if not quiet:
-            click.echo(f'wrote {plot_path}')
+            click.echo(f'wrote {plot_path}', err=to_stderr)
     if json_path is not None:
         payload = {
             'landscape': key, 'd': int(problem.d), 'steps': steps, 'tol': tol,
@@ -925,6 +929,10 @@ def fit_command(target, algo, settings, save_path, mode, verbose, quiet):
                 raise click.UsageError(f'--set: {message}') from None
             raise click.ClickException(f'{where}(): {message}') from None
         summary = _run_fit(iterator, opt, status, per_iteration)
+        if opt.best_loss is not None and math.isfinite(opt.best_loss):
+            # the loop's own best: it includes the validation after the last update,
+            # which no iteration yields
+            summary['best_valid'] = opt.best_loss
     params = opt._params
     names = _param_names(params)
     if not quiet:

@@ -389,3 +389,30 @@ def test_race_defaults_follow_the_class_hierarchy():
         assert cli.race_steps('rosenbrock') == 1000 and cli.race_steps('beale') == 500
     finally:
         downhill.base._REGISTRY.pop('clitestadam', None)
+
+
+def test_fit_prints_the_best_loss_of_the_parameters_it_saves(run, tmp_path, monkeypatch):
+    """L-BFGS converges between validations: the printed best is that of the saved w."""
+    (tmp_path / 'ones.py').write_text(textwrap.dedent('''
+        import numpy as np, pytensor, pytensor.tensor as pt
+
+        def problem():
+            w = pytensor.shared(np.zeros(3), name='w')
+            return {'loss': pt.sqr(w - 1).sum()}
+    '''))
+    monkeypatch.chdir(tmp_path)
+    result = run('fit', 'ones.py:problem', '--algo', 'lbfgs', '--save', tmp_path / 'w.npz', *FAST)
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / 'w.npz') as f:
+        w = f['w']
+    printed = float(result.stdout.split('best validation loss: ')[1].split()[0])
+    assert printed == pytest.approx(float(((w - 1) ** 2).sum()), abs=1e-12)
+    assert printed < 1e-10
+
+
+def test_race_json_to_stdout_is_the_json_alone(run):
+    result = run('race', 'rosenbrock', '-a', 'adam', '-a', 'sgd', '-n', 3, '--json', '-', *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # nothing but the JSON on stdout
+    assert [r['algo'] for r in data['results']] == ['adam', 'sgd']
+    assert 'final loss' in result.stderr  # the table went to stderr
