@@ -7,6 +7,7 @@ compiling, feeding data, monitoring, early stopping and logging.
 """
 
 import collections
+import difflib
 import functools
 import logging
 import math
@@ -52,6 +53,33 @@ def _algorithm_key(name):
 def algorithms():
     """Registered algorithm names mapped to their classes, sorted by name."""
     return dict(sorted(_REGISTRY.items()))
+
+
+#: How a registered name is written in messages and docs, where it is not the name itself.
+SPELLINGS = {'newtoncg': 'newton-cg'}
+
+
+def algorithm_names():
+    """The registered algorithms' names as users write them (``'newton-cg'``), sorted."""
+    return sorted(SPELLINGS.get(key, key) for key in _REGISTRY)
+
+
+def lookup(algo):
+    """The Optimizer subclass for ``algo`` (a name, any case, ``-``/``_`` ignored, or a subclass).
+
+    An unknown name is a ValueError that suggests the closest names and lists the valid ones.
+    """
+    if isinstance(algo, type) and issubclass(algo, Optimizer):
+        return algo
+    if not isinstance(algo, str):
+        raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
+    cls = _REGISTRY.get(_algorithm_key(algo))
+    if cls is None:
+        close = difflib.get_close_matches(_algorithm_key(algo), list(_REGISTRY), n=2, cutoff=0.6)
+        hint = (' (did you mean ' + ' or '.join(repr(SPELLINGS.get(c, c)) for c in close) + '?)'
+                if close else '')
+        raise ValueError(f'unknown algorithm {algo!r}{hint}; valid names: {", ".join(algorithm_names())}')
+    return cls
 
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
@@ -157,14 +185,7 @@ class Optimizer:
               monitor_gradients=False, mode=None, constraints=None, quick_start=False,
               fast_tanh=True):
         """Construct an optimizer by name; see :func:`downhill.build`."""
-        if isinstance(algo, type) and issubclass(algo, Optimizer):
-            cls = algo
-        elif isinstance(algo, str):
-            cls = _REGISTRY.get(_algorithm_key(algo))
-            if cls is None:
-                raise ValueError(f'unknown algorithm {algo!r}; valid names: {", ".join(sorted(_REGISTRY))}')
-        else:
-            raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
+        cls = lookup(algo)
         return cls(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
                    monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
                    quick_start=quick_start, fast_tanh=fast_tanh)

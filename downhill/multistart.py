@@ -38,7 +38,7 @@ import pickle
 import numpy as np
 
 from . import graph
-from .base import Optimizer, _REGISTRY, _algorithm_key
+from .base import algorithm_names, lookup
 
 log = logging.getLogger('downhill')
 
@@ -166,12 +166,10 @@ def multistart(problem, starts=10, algo='lbfgs', params=None, inputs=None, train
 
 
 def _algorithm_class(algo):
-    if isinstance(algo, type) and issubclass(algo, Optimizer):
-        return algo
-    cls = _REGISTRY.get(_algorithm_key(algo)) if isinstance(algo, str) else None
-    if cls is None:
-        raise ValueError(f'unknown algorithm {algo!r}; valid names: {", ".join(sorted(_REGISTRY))}')
-    return cls
+    try:
+        return lookup(algo)
+    except TypeError:
+        raise ValueError(f'unknown algorithm {algo!r}; valid names: {", ".join(algorithm_names())}') from None
 
 
 def _resolve(problem, params):

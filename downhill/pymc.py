@@ -11,7 +11,7 @@ import numpy as np
 import pytensor
 from pytensor.graph.replace import graph_replace
 
-from .base import _algorithm_key, algorithms, build
+from .base import algorithm_names, build, lookup
 from .second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
@@ -148,7 +148,13 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     algo : str
         The downhill algorithm: ``'adam'`` (default), ``'rprop'``,
         ``'rmsprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``, ``'sgd'``,
-        ``'nag'``, or any registered :class:`downhill.Optimizer` subclass.
+        ``'nag'``, the full-batch ``'lbfgs'``, ``'bfgs'`` and ``'newton-cg'``,
+        or any registered :class:`downhill.Optimizer` subclass. The
+        ``method`` names of ``pm.find_MAP`` that have a downhill counterpart
+        work too (:data:`FIND_MAP_METHODS`: ``'L-BFGS-B'`` is ``'lbfgs'``,
+        ``'BFGS'`` ``'bfgs'``, ``'Newton-CG'`` and ``'trust-ncg'``
+        ``'newton-cg'``; the log says so); its other methods (``'Powell'``,
+        ``'Nelder-Mead'``...) are refused with the names to use.
     start : dict, optional
         Starting values, keyed by variable name (constrained values under the
         random variable's name, or transformed values under the value
@@ -229,6 +235,7 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
         log.setLevel(logging.WARNING)
     try:
         started = time.perf_counter()
+        algo = _algorithm(algo)
         problem = _Problem(model, start, vars, jacobian, monitors, seed)
         _check_minibatch_algorithm(algo, problem)
         opt = build(algo, problem.loss, params=problem.params, inputs=[],
@@ -258,9 +265,33 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     return point
 
 
+#: ``pm.find_MAP``'s ``method`` names (SciPy's) that have a downhill algorithm, lower-cased.
+FIND_MAP_METHODS = {'l-bfgs-b': 'lbfgs', 'bfgs': 'bfgs', 'newton-cg': 'newton-cg',
+                    'trust-ncg': 'newton-cg'}
+
+#: SciPy methods that ``pm.find_MAP`` accepts and downhill has no counterpart for.
+_OTHER_SCIPY_METHODS = ('powell', 'nelder-mead', 'cg', 'tnc', 'slsqp', 'cobyla', 'cobyqa',
+                        'trust-constr', 'dogleg', 'trust-exact', 'trust-krylov')
+
+
+def _algorithm(algo):
+    """``algo``, with a ``pm.find_MAP`` method name translated to downhill's (and said in the log)."""
+    if not isinstance(algo, str):
+        return algo
+    name = algo.lower()
+    if name in FIND_MAP_METHODS and FIND_MAP_METHODS[name] != name:
+        log.info("find_map: pm.find_MAP's method %r is downhill's algo=%r", algo, FIND_MAP_METHODS[name])
+        return FIND_MAP_METHODS[name]
+    if name in _OTHER_SCIPY_METHODS:
+        raise ValueError(f"algo={algo!r} is a method of pm.find_MAP (SciPy's) with no downhill "
+                         f"counterpart; use one of downhill's algorithms ({', '.join(algorithm_names())}): "
+                         "'lbfgs' for pm.find_MAP's default L-BFGS-B, 'adam' for a first-order fit")
+    return algo
+
+
 def _check_minibatch_algorithm(algo, problem):
     """Refuse a full-batch method on a model that draws mini-batches, naming both."""
-    cls = algorithms().get(_algorithm_key(algo)) if isinstance(algo, str) else algo
+    cls = lookup(algo)
     if problem.rng_updates and isinstance(cls, type) and issubclass(cls, FullBatchOptimizer):
         raise ValueError(f'algo={algo!r} is a full-batch method, whose line search needs the same '
                          'loss at every evaluation, but this model draws random mini-batches '

@@ -195,11 +195,7 @@ def _known_keywords(algo):
     """Every keyword a run accepts for algorithm ``algo`` (for ``None``: any algorithm)."""
     classes = list(base.algorithms().values())
     if isinstance(algo, str):
-        cls = base.algorithms().get(base._algorithm_key(algo))
-        if cls is None:
-            raise ValueError(f'unknown algorithm {algo!r}; valid names: '
-                             f'{", ".join(base.algorithms())}')
-        classes = [cls]
+        classes = [base.lookup(algo)]
     elif isinstance(algo, type) and issubclass(algo, base.Optimizer):
         classes = [algo]
     names = set(BUILD_KEYWORDS) | set(DATA_KEYWORDS)

@@ -408,3 +408,26 @@ def test_find_map_repeats_bit_for_bit_in_the_default_backend():
             np.testing.assert_array_equal(point[name], runs[0][0][name], err_msg=name)
     assert len(runs[0][1]) > 10
     assert np.isclose(runs[0][0]['p'].sum(), 1.0)
+
+
+@pytest.mark.parametrize('method, algo', [('L-BFGS-B', 'lbfgs'), ('BFGS', 'bfgs'),
+                                          ('Newton-CG', 'newton-cg'), ('newtoncg', 'newton-cg')])
+def test_find_map_method_names_work(method, algo, downhill_log):
+    model = linear_regression()
+    point = find_map(model=model, algo=method)
+    assert_same_point(point, reference_map(model))
+    if method == 'L-BFGS-B':  # the one whose downhill name differs: the log says which ran
+        assert f"pm.find_MAP's method {method!r} is downhill's algo={algo!r}" in downhill_log.text
+
+
+@pytest.mark.parametrize('method', ['Powell', 'Nelder-Mead', 'CG'])
+def test_find_map_methods_without_a_counterpart_are_refused_with_the_names_to_use(method):
+    with pytest.raises(ValueError, match=rf"algo='{method}' is a method of pm.find_MAP .*no downhill "
+                                         r"counterpart.*newton-cg.*'lbfgs' for pm.find_MAP's default"):
+        find_map(model=linear_regression(), algo=method)
+
+
+def test_unknown_algorithm_suggests_and_lists_one_spelling():
+    with pytest.raises(ValueError, match=r"unknown algorithm 'adamm' \(did you mean 'adam'.*valid names: "
+                                         r".*lbfgs, nadam, nag, newton-cg, rmsprop"):
+        find_map(model=linear_regression(), algo='adamm')
