@@ -1,16 +1,16 @@
-"""Constrained matrix factorization (seed 003, "Proximal matrix factorization
-in pytorch", redone with downhill).
+"""Constrained matrix factorization: non-negative factors, normalized columns.
 
 Factor a data matrix Y (B x N) into A (B x K) times S (K x N) with both
 factors non-negative and every column of A summing to one (which removes the
 scale ambiguity between A and S). The constraints run inside the compiled
 update step, after the algorithm's step and momentum, so they work with any
-algorithm: the seed's open wish, Adam and RMSProp that stay correct with
-proximal updates, is the last two rows of the table.
+algorithm: Adam and RMSProp, which stay correct with proximal updates, are
+the last two rows of the table.
 
-Projected SGD (the seed's PGM) is slow here with a single learning rate:
+Projected SGD (the projected gradient method) is slow here with a single learning rate:
 the entries of A are about 1/30 and those of S about 10, so no one step size
-suits both (the seed picked one per factor by hand). Adam and RMSProp adapt
+suits both (a hand-written projected gradient method would pick one per
+factor by hand). Adam and RMSProp adapt
 it per element; a cosine schedule lets their last steps settle.
 """
 
@@ -34,7 +34,7 @@ loss = pt.sqr(Y - A.dot(S)).mean()
 constraints = {A: [prox.nonnegative(), prox.normalize(axis=0)], S: prox.nonnegative()}
 
 runs = [
-    ('sgd', dict(learning_rate=0.5, momentum=0.9)),  # the seed's PGM with momentum
+    ('sgd', dict(learning_rate=0.5, momentum=0.9)),  # the projected gradient method, with momentum
     ('adam', dict(learning_rate=0.1 * schedules.cosine(period=1000))),
     ('rmsprop', dict(learning_rate=0.02 * schedules.cosine(period=1000))),
 ]

@@ -1,6 +1,6 @@
 """Projected gradient descent on the unit circle in a Gaussian-wells landscape.
 
-Seed 001's "constrained optimization" exercise, with downhill: 100 points
+A classic constrained-optimization exercise, with downhill: 100 points
 start at random in a landscape of 8 Gaussian wells and must stay on the unit
 circle. The constraint ``downhill.prox.unit_norm(axis=1)`` projects every
 row (one point) back onto the circle inside each compiled update, so the

@@ -202,7 +202,7 @@ def test_one_batch_holding_one_array():
 
 
 def test_minimize_quick_start():
-    """The seed-000 quick start, unchanged but for the imports."""
+    """The Theano-era documentation's quick start, unchanged but for the imports."""
     rs = np.random.RandomState(3)
     A, B, K = 20, 5, 3
     u = pytensor.shared(rs.randn(A, K), name='u')

@@ -416,7 +416,7 @@ def test_lasso_adaptive_algorithms_find_the_support(algo, rate):
 
 
 # ----------------------------------------------------------------------------
-# NMF (seed 003, redone)
+# NMF: non-negative factors with normalized columns
 
 
 def test_nmf_with_nonnegativity_and_normalization():
