@@ -77,7 +77,9 @@ def test_newton_cg_needs_at_most_1_2x_the_hessian_products_of_scipy_trust_ncg(d)
 def test_bfgs_reaches_the_rosenbrock_minimum():
     opt, x = _downhill_to_tolerance('bfgs', landscapes.rosenbrock(10))
     np.testing.assert_allclose(x, np.ones(10), atol=1e-4)
-    assert opt.evaluations['fg'] < 150  # 95 on 2026-11-23
+    # 167 on 2026-12-04 with H0 = I, as SciPy's BFGS (95 with H0 rescaled by s'y / y'y, which
+    # SciPy does not do; from this start SciPy's BFGS ends in the local minimum near x0 = -1)
+    assert opt.evaluations['fg'] < 200
 
 
 def test_hessian_vector_products_match_the_analytic_hessian():
@@ -266,3 +268,26 @@ def test_ctrl_c_in_a_line_search_keeps_the_best_parameters(monkeypatch):
     # The loop stopped cleanly; the parameters are those of the last validated iteration.
     assert 0 < len(seen) < 7
     np.testing.assert_array_equal(problem.param.get_value(), seen[-1])
+
+
+def test_bfgs_matches_scipys_bfgs_on_a_quadratic_split_over_two_parameters():
+    """A = R R^T + 7 I on a vector and a 2x2 matrix: SciPy's BFGS stops at a relative error of
+    about 1e-13 after 7 iterations; so must downhill's (same H0 = I, same stopping tests). A
+    relative-decrease test would stop it near 1e-5."""
+    from scipy.optimize import minimize as scipy_minimize
+    rng = np.random.default_rng(0)
+    R = rng.standard_normal((7, 7))
+    A, b = R @ R.T + 7 * np.eye(7), rng.standard_normal(7)
+    solution = np.linalg.solve(A, b)
+    v = pytensor.shared(np.zeros(3), name='v')
+    M = pytensor.shared(np.zeros((2, 2)), name='M')
+    z = pt.concatenate([v, M.ravel()])
+    opt = downhill.build('bfgs', 0.5 * z @ pt.as_tensor(A) @ z - pt.as_tensor(b) @ z)
+    iterations = len(list(opt.iterate(None, max_updates=100)))
+    got = np.concatenate([v.get_value(), M.get_value().ravel()])
+    scipy = scipy_minimize(lambda x: 0.5 * x @ A @ x - b @ x, np.zeros(7), jac=lambda x: A @ x - b,
+                           method='BFGS')
+    error = np.abs(got - solution).max() / np.abs(solution).max()
+    scipy_error = np.abs(scipy.x - solution).max() / np.abs(solution).max()
+    assert scipy_error < 1e-11 and error < 1e-11
+    assert iterations <= scipy.nit + 1
