@@ -1188,6 +1188,7 @@ class Optimizer:
         finally:
             signals.uninstall()
             state.release()
+            progress.close()
         if skipped is not None and int(skipped.get_value()) > skipped_at_start:
             reason += (f'; {int(skipped.get_value()) - skipped_at_start} updates skipped for '
                        'non-finite values')

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import __version__, base, hyperparams, landscapes as landscapes_module
 from .base import Optimizer, algorithms as registered_algorithms
+from .logs import StatusLine
 from .second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
@@ -212,35 +213,6 @@ def _settings_for(cls, common, per_algo, name):
 
 
 # ------------------------------------------------------------- terminal
-
-class StatusLine:
-    """One rate-limited line on stderr, rewritten in place; silent unless stderr is a terminal."""
-
-    def __init__(self, enabled=None, interval=0.2):
-        if enabled is None:
-            stream = sys.stderr
-            enabled = hasattr(stream, 'isatty') and stream.isatty()
-        self.enabled = enabled
-        self.interval = interval
-        self._last = -math.inf
-        self._width = 0
-
-    def __call__(self, text, force=False):
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        pad = max(0, self._width - len(text))
-        self._width = len(text)
-        click.echo('\r' + text + ' ' * pad, nl=False, err=True)
-
-    def clear(self):
-        if self.enabled and self._width:
-            click.echo('\r' + ' ' * self._width + '\r', nl=False, err=True)
-            self._width = 0
-
 
 class _EchoHandler(logging.Handler):
     """Log records through click.echo to the stderr of the moment (works under CliRunner)."""

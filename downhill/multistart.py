@@ -39,6 +39,7 @@ import numpy as np
 
 from . import graph
 from .base import algorithm_names, lookup
+from .logs import quiet
 
 log = logging.getLogger('downhill')
 
@@ -253,11 +254,13 @@ def _run(opt, params, start, spec):
     """Optimize from ``start`` with ``opt`` (whose parameters are ``params``)."""
     _set_flat(params, start)
     count, last = 0, {}
-    for train_monitors, _ in opt.iterate(spec['train'], spec['valid'], reset=True,
-                                         **spec['kwargs']):
-        count += 1
-        last = dict(train_monitors)
-    final = opt.evaluate(spec['train'])['loss']
+    with quiet():  # one line per run of many would be a flood: the summary says how they went
+        for train_monitors, _ in opt.iterate(spec['train'], spec['valid'], reset=True,
+                                             **spec['kwargs']):
+            count += 1
+            last = dict(train_monitors)
+        final = opt.evaluate(spec['train'])['loss']
+    log.debug('multistart: a run of %d iterations ended at loss %.6g', count, final)
     return Run(np.array(start), _flat_values(params), [p.get_value() for p in params],
                float(final), count, last)
 

@@ -12,6 +12,7 @@ import pytensor
 from pytensor.graph.replace import graph_replace
 
 from .base import algorithm_names, build, lookup
+from .logs import live_status, quiet
 from .second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
@@ -326,18 +327,28 @@ def _run_stages(opt, params, stochastic, kwargs, max_updates, patience, validate
         if left <= 0:
             break
         total, count = None, 0
-        for pair in opt.iterate(None, None, max_updates=left, patience=patience,
-                                validate_every=validate_every, min_improvement=min_improvement,
-                                **kwargs):
-            history.append(pair)
-            if stochastic:
-                values = [p.get_value() for p in params]
-                if total is None:
-                    total = values
-                else:
-                    for t, v in zip(total, values):
-                        t += v
-                count += 1
+        status = live_status()
+        with quiet():  # each stage's validations would be hundreds of lines: one line per stage
+            for pair in opt.iterate(None, None, max_updates=left, patience=patience,
+                                    validate_every=validate_every, min_improvement=min_improvement,
+                                    **kwargs):
+                history.append(pair)
+                if status is not None:
+                    status(f'find_map stage {stage + 1}: update {len(history)} '
+                           f'-logp {pair[0]["loss"]:.7g}')
+                if stochastic:
+                    values = [p.get_value() for p in params]
+                    if total is None:
+                        total = values
+                    else:
+                        for t, v in zip(total, values):
+                            t += v
+                    count += 1
+        if status is not None:
+            status.clear()
+        best = opt.best_loss
+        log.info('find_map: stage %d of at most %d: %d updates in all, best -logp %s', stage + 1,
+                 anneal + 1, len(history), 'n/a' if best is None else f'{best:.7g}')
         if stochastic and count:
             last_stage = stage == anneal or len(history) >= max_updates
             opt.set_params([t / count for t in total] if last_stage else values)

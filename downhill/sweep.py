@@ -20,6 +20,7 @@ import pickle
 import time
 
 from . import base, hyperparams
+from .logs import quiet
 from .minimize import _wrap
 
 #: Keywords of :func:`downhill.build` (``algo`` included).
@@ -249,9 +250,10 @@ def _optimize(point, args):
         valid = _wrap(valid, 'valid', batch_size, valid_batches)
     opt = base.build(**built)
     train_history, valid_history = [], []
-    for train_monitors, valid_monitors in opt.iterate(train, valid, batch_size=batch_size, **args):
-        train_history.append(train_monitors)
-        valid_history.append(valid_monitors)
+    with quiet():  # a line per point of the grid (below), not each run's own log
+        for train_monitors, valid_monitors in opt.iterate(train, valid, batch_size=batch_size, **args):
+            train_history.append(train_monitors)
+            valid_history.append(valid_monitors)
     params = [p.get_value() for p in opt._params]
     return Run(point, train_history, valid_history, params, [p.name for p in opt._params],
                time.perf_counter() - started)

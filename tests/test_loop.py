@@ -442,3 +442,52 @@ def test_logging_configured_after_the_import_shows_each_line_once():
     code = code.replace('logging.basicConfig(level=logging.INFO)\n', '')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.stderr.count('validation 0 loss=3') == 1
+
+
+PROGRESS_SCRIPT = ('import numpy as np, pytensor, downhill\n'
+                   "x = pytensor.shared(np.ones(3), name='x')\n"
+                   "downhill.minimize((x ** 2).sum(), None, algo='sgd', learning_rate=1e-4,\n"
+                   "                  max_updates=3000, validate_every=1000, mode='FAST_COMPILE')\n"
+                   "print('done')\n")
+
+
+def test_progress_in_a_log_file_is_a_few_lines_not_one_per_iteration():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', PROGRESS_SCRIPT], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    iterations = [line for line in out.stderr.splitlines() if ' downhill SGD ' in line
+                  and line.split(' downhill SGD ')[1].split()[0].isdigit()]
+    # the first three, then at most one per 5 s (Progress.interval) of a run of a few seconds
+    assert 3 <= len(iterations) <= 10, iterations
+    assert out.stderr.count('downhill validation ') == 4  # every validation stays in the log: 0-3000
+
+
+def test_progress_on_a_terminal_is_one_line_rewritten_in_place():
+    import os
+    import pty
+    import subprocess
+    import sys
+    parent, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, '-c', PROGRESS_SCRIPT], stderr=child,
+                            stdout=subprocess.PIPE, text=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(parent, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    os.close(parent)
+    screen = b''.join(chunks).decode()
+    lines = screen.replace('\r\n', '\n').split('\n')
+    # no log line per iteration: the iterations are one line rewritten with carriage returns
+    assert not any(line.split(' downhill SGD ')[-1].split(' ')[0].isdigit()
+                   for line in lines if ' downhill SGD ' in line and '\r' not in line)
+    assert screen.count('\rSGD ') >= 2
+    assert 'stopped after 3000 iterations' in screen

@@ -81,3 +81,13 @@ def test_errors():
         multistart(problem, 2, algo='lbgfs')
     with pytest.raises(ValueError, match='low <= high'):
         multistart(problem, 2, bounds=(1, -1))
+
+
+def test_many_starts_log_a_summary_not_every_run(downhill_log):
+    """Each run is quiet (warnings still show); the log has the summary line."""
+    result = multistart(ackley(), 20, algo='adam', bounds=(-3, 3), seed=1, vectorize=False,
+                        max_updates=15)
+    assert len(result.runs) == 20
+    lines = [r.getMessage() for r in downhill_log.records]
+    assert len(lines) <= 2, lines
+    assert lines[-1].startswith('multistart: 20 runs of adam, best loss')

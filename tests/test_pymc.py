@@ -300,7 +300,10 @@ def test_progress_goes_to_the_downhill_logger(downhill_log):
     model = linear_regression()
     find_map(model=model, max_updates=15, progressbar=True)
     text = downhill_log.text
-    assert 'validation 0' in text and 'find_map: 15 updates' in text
+    assert 'find_map: stage 1 of at most 4: 15 updates in all, best -logp' in text
+    assert 'find_map: 15 updates' in text
+    # one line per stage, not one per validation
+    assert len([r for r in downhill_log.records if r.levelno == logging.INFO]) <= 6
     downhill_log.clear()
     find_map(model=model, max_updates=15, progressbar=False)
     assert not [r for r in downhill_log.records if r.levelno < logging.WARNING]
