@@ -290,15 +290,15 @@ class FullBatchOptimizer(Optimizer):
                 objective.set(x)
         # Curvature pairs (and the trust radius) stay valid near here: they are kept, even if
         # the parameters were set in between, until reset=True.
-        self._x = x
         self._stop = None if saved is None else saved.stop
         if saved is not None:
             objective.evaluations['fg'], objective.evaluations['hv'] = saved.evaluations
-        self._monitors, self._g = objective(x)
-        self._f = self._monitors[0]
+        monitors, grad = objective(x)  # may raise: the point is taken only once it is evaluated
+        self._x, self._monitors, self._g, self._f = x, monitors, grad, monitors[0]
         if saved is not None:
             self._compare_saved(saved)
         if not math.isfinite(self._f):
+            self._x = None  # no point to save or start from: the next run evaluates afresh
             raise ValueError(f'{type(self).__name__}: the loss at the starting point is {self._f}')
         OrderedDict = collections.OrderedDict
 

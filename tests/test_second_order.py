@@ -291,3 +291,18 @@ def test_bfgs_matches_scipys_bfgs_on_a_quadratic_split_over_two_parameters():
     scipy_error = np.abs(scipy.x - solution).max() / np.abs(solution).max()
     assert scipy_error < 1e-11 and error < 1e-11
     assert iterations <= scipy.nit + 1
+
+
+@pytest.mark.parametrize('algo', ['lbfgs', 'bfgs', 'newton-cg'])
+def test_a_failed_start_can_still_be_saved_and_run_again(algo, tmp_path):
+    """The first evaluation fails (data of the wrong shape): save() works, and a later
+    call with good data runs from the parameters as they were."""
+    x = pt.matrix('x')
+    w = pytensor.shared(np.zeros(3), name='w')
+    opt = downhill.build(algo, pt.sqr(x @ w - 1).mean(), inputs=[x])
+    with pytest.raises(Exception):
+        list(opt.iterate([[np.ones((4, 5))]], max_updates=3))
+    opt.save(str(tmp_path / 'after_failure.npz'))
+    np.testing.assert_array_equal(w.get_value(), np.zeros(3))
+    list(opt.iterate([[np.ones((4, 3))]], max_updates=20))
+    assert float(((np.ones((4, 3)) @ w.get_value() - 1) ** 2).mean()) < 1e-8
