@@ -90,10 +90,13 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     Parameters
     ----------
     algo : str or Optimizer subclass
-        The algorithm, by name (case-insensitive): ``'sgd'``, ``'nag'``,
-        ``'rprop'``, ``'rmsprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``,
-        ``'adam'``, or the lower-cased name of any subclass of
-        :class:`Optimizer`.
+        The algorithm, by name (case-insensitive; ``-`` and ``_`` are
+        ignored): ``'sgd'``, ``'nag'``, ``'rprop'``, ``'rmsprop'``,
+        ``'adagrad'``, ``'adadelta'``, ``'esgd'``, ``'adam'`` (AMSGrad with
+        ``amsgrad=True``), ``'adamw'``, ``'adamax'``, ``'nadam'``, the
+        full-batch ``'lbfgs'``, ``'bfgs'`` and ``'newton-cg'``, or the
+        lower-cased name of any other subclass of :class:`Optimizer`; or the
+        subclass itself.
     loss : scalar PyTensor expression
         The loss to minimize.
     params : list of shared variables, optional

@@ -1,5 +1,6 @@
 """The documentation: consistent with the code, and it builds without warnings."""
 
+import inspect
 import os
 import re
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 import downhill
-from downhill import cli, landscapes
+from downhill import base, cli, landscapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, 'docs')
@@ -25,6 +26,17 @@ def _hand_pages():
             if os.path.exists(os.path.join(DOCS, 'algorithms', f'{name}.rst'))}
 
 
+def _library_algorithms():
+    """The library's own registered algorithms (tests may register subclasses of their own)."""
+    return {name: cls for name, cls in downhill.algorithms().items()
+            if cls.__module__.startswith('downhill.')}
+
+
+def _spelling(name):
+    """How the docs write a registered name (``'newton-cg'`` for ``newtoncg``)."""
+    return base.SPELLINGS.get(name, name)
+
+
 def test_the_core_algorithms_have_pages_that_document_their_class():
     index = read('algorithms', 'index.rst')
     pages = _hand_pages()
@@ -32,8 +44,35 @@ def test_the_core_algorithms_have_pages_that_document_their_class():
     for name, cls in pages.items():
         page = read('algorithms', f'{name}.rst')
         assert f'.. autoclass:: downhill.{cls.__name__}' in page
-        assert f'``{name}``' in index and f'   {name}\n' in index
+        assert f'``{_spelling(name)}``' in index and f'   {name}\n' in index
         assert os.path.exists(os.path.join(DOCS, '_static', 'gallery', f'algo-{name}.png')), name
+
+
+def test_the_algorithms_table_lists_every_algorithm_with_a_link_to_its_page():
+    index = read('algorithms', 'index.rst')
+    table = index.split('.. list-table::', 1)[1].split('.. toctree::', 1)[0]
+    rows = dict(re.findall(r'^   \* - ``([\w-]+)``\n     - :doc:`(\w+)`', table, re.M))
+    toctree = index.split('.. toctree::', 1)[1]
+    for name, cls in _library_algorithms().items():
+        spelled = _spelling(name)
+        assert spelled in rows, f'{spelled} ({cls.__name__}) is missing from the table in algorithms/index.rst'
+        assert rows[spelled] == name, (spelled, rows[spelled])
+        # a hand-written page, not one generated at build time, in the table of contents
+        page = os.path.join(DOCS, 'algorithms', f'{name}.rst')
+        assert os.path.exists(page), f'docs/algorithms/{name}.rst is missing'
+        assert f'.. autoclass:: downhill.{cls.__name__}' in read('algorithms', f'{name}.rst')
+        assert f'   {name}\n' in toctree, name
+    assert set(rows) == {_spelling(name) for name in _library_algorithms()}, 'a row names no algorithm'
+    assert 'amsgrad=True' in table   # AMSGrad is Adam's option, not a name of its own
+
+
+def test_build_docstring_names_every_algorithm():
+    doc = inspect.getdoc(downhill.build)
+    paragraph = doc.split('algo : ', 1)[1].split('\nloss : ', 1)[0]
+    for name, cls in _library_algorithms().items():
+        assert f"``'{_spelling(name)}'``" in paragraph, \
+            f"build()'s docstring does not name {_spelling(name)!r} ({cls.__name__})"
+    assert 'amsgrad=True' in paragraph
 
 
 def test_every_citation_in_a_docstring_is_cited_on_its_page():
