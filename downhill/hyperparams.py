@@ -42,13 +42,19 @@ def number(name, value, *, low=None, low_open=False, integer=False, finite=False
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f'{name} must be a number, got {value!r} ({type(value).__name__})')
     if integer:
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f'{name} must be a whole number, got {value!r}')
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f'{name} must be finite, got {value!r}')
+        if not isinstance(value, numbers.Integral):
+            # any other real (np.float32, Fraction, Decimal...) must be a whole number exactly:
+            # int() would truncate 0.01 to 0
+            if not math.isfinite(float(value)):
+                raise ValueError(f'{name} must be finite, got {value!r}')
+            if value != int(value):
+                raise ValueError(f'{name} must be a whole number, got {value!r}')
         value = int(value)
     else:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValueError(f'{name} must be a number a float can hold, got {value!r}') from None
         if math.isnan(value):
             raise ValueError(f'{name} must be a number, got NaN')
         if finite and math.isinf(value):

@@ -158,3 +158,21 @@ def test_empty_and_zero_size_data():
         opt.iterate([X[:0], Y[:0]])
     with pytest.raises(ValueError, match='iteration_size 0'):
         opt.iterate(downhill.Dataset([X, Y], iteration_size=0))
+
+
+@pytest.mark.parametrize('value', [np.float32(0.01), __import__('fractions').Fraction(1, 10), 2.5])
+@pytest.mark.parametrize('name', ['max_updates', 'patience', 'validate_every'])
+def test_a_whole_number_argument_refuses_a_fraction_instead_of_truncating_it(name, value):
+    opt, train = build_rosen('sgd')
+    before = opt._params[0].get_value()
+    with pytest.raises(ValueError, match=rf'{name} must be a whole number, got {value!r}'.replace('(', r'\(').replace(')', r'\)')):
+        list(opt.iterate(train, **{name: value}))
+    np.testing.assert_array_equal(opt._params[0].get_value(), before)
+    # whole numbers of any real type are taken
+    assert downhill.hyperparams.number(name, np.float32(4.0), integer=True) == 4
+
+
+def test_a_number_too_large_for_a_float_is_named():
+    opt, train = build_rosen('sgd')
+    with pytest.raises(ValueError, match=r'learning_rate must be a number a float can hold, got 1000'):
+        list(opt.iterate(train, learning_rate=10 ** 400))
