@@ -652,14 +652,18 @@ class Optimizer:
         if not self._constraints:
             return
         params = list(self._constraints)
-        zero = {p: pt.as_tensor_variable(np.zeros((), dtype=p.dtype)) for p in params}
-        projected = []
-        for param in params:
-            value = param
-            for op in self._constraints[param]:
-                value = _as_type(op(value, zero[param]), param)
-            projected.append(value)
-        values = pytensor.function([], projected, mode='FAST_COMPILE')()
+        project = getattr(self, '_projection', None)
+        if project is None:  # compiled once: a later call of iterate() compiles nothing
+            zero = {p: pt.as_tensor_variable(np.zeros((), dtype=p.dtype)) for p in params}
+            projected = []
+            for param in params:
+                value = param
+                for op in self._constraints[param]:
+                    value = _as_type(op(value, zero[param]), param)
+                projected.append(value)
+            project = self._projection = pytensor.function([], projected, mode='FAST_COMPILE',
+                                                           name='projection')
+        values = project()
         for param, value in zip(params, values):
             old = param.get_value(borrow=True)
             if not np.array_equal(old, value):
@@ -1053,7 +1057,8 @@ class Optimizer:
         return step, evaluate, train, valid, max_updates, state, (checkpoint, checkpoint_every), resume is not None
 
     #: Attributes that _restore_settings leaves alone: caches of what was built.
-    _KEEP_ON_ERROR = frozenset(['_states', '_state_inits', '_step_fns', '_eval_fn', '_hypers'])
+    _KEEP_ON_ERROR = frozenset(['_states', '_state_inits', '_step_fns', '_eval_fn', '_hypers',
+                                '_projection'])
 
     def _settings(self):
         """The optimizer's settings, to put back if a call fails before the loop starts."""

@@ -249,6 +249,7 @@ def test_second_call_with_new_numbers_compiles_nothing(monkeypatch):
     list(opt.iterate([[X, Y]], max_updates=3, learning_rate=0.05 * schedules.cosine(300, warmup=10),
                      momentum=0.8, weight_decay=1e-3, beta1_halflife=3))
     assert compiled == first, compiled[len(first):]
+    assert 'projection' in first  # the start was projected onto the constraints, once
     assert len(opt._step_fns) == 1
     assert opt._current('_weight_decay') == 1e-3   # the new numbers are in place
 
