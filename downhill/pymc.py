@@ -117,9 +117,19 @@ def _mode(model, mode):
     return Mode(linker=mode.linker, optimizer=mode.provided_optimizer.including(check))
 
 
+#: find_map's patience (validations without improvement) for a loss without random draws.
+PATIENCE = 5
+
+#: find_map's patience for a mini-batch (``pm.Minibatch``) loss: each validation sees one random
+#: batch, so a run of 5 unlucky batches is no sign of convergence. With 5, a logistic regression
+#: on 200,000 rows in batches of 256 stopped after 460 updates, 3.1 posterior sd from the
+#: full-batch MAP; with 50, after 4,540 updates (3.6 s), within 0.49 sd (docs/pymc.rst).
+MINIBATCH_PATIENCE = 50
+
+
 def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
              include_transformed=True, return_monitors=False, monitors=(),
-             monitor_gradients=False, max_updates=20000, patience=5, validate_every=10,
+             monitor_gradients=False, max_updates=20000, patience=None, validate_every=10,
              min_improvement=0, anneal=3, anneal_factor=0.1, seed=None, progressbar=True,
              mode=None, **kwargs):
     """Find the maximum a posteriori (MAP) point of a PyMC model with a downhill algorithm.
@@ -189,7 +199,8 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
         The budget of updates over all stages. Default 20000.
     patience, validate_every, min_improvement : int, int, float
         When a stage stops (see :meth:`downhill.Optimizer.iterate`);
-        defaults 5, 10 and 0.
+        defaults :data:`PATIENCE` (5; :data:`MINIBATCH_PATIENCE`, 50, when the
+        model draws mini-batches, whose validations are noisy), 10 and 0.
     anneal : int
         How many times the learning rate is lowered after a stage stops.
         Default 3; 0 runs a single stage. The full-batch methods (``lbfgs``,
@@ -249,6 +260,8 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
                 kwargs['learning_rate'] = DEFAULT_LEARNING_RATES[key]
         for name, value in DEFAULT_HYPERS.get(key, {}).items():
             kwargs.setdefault(name, value)
+        if patience is None:
+            patience = MINIBATCH_PATIENCE if problem.stochastic else PATIENCE
         history = _run_stages(opt, problem.params, problem.stochastic, kwargs, max_updates,
                               patience, validate_every, min_improvement, anneal, anneal_factor)
         point = problem.point(include_transformed, mode)

@@ -434,3 +434,27 @@ def test_unknown_algorithm_suggests_and_lists_one_spelling():
     with pytest.raises(ValueError, match=r"unknown algorithm 'adamm' \(did you mean 'adam'.*valid names: "
                                          r".*lbfgs, nadam, nag, newton-cg, rmsprop"):
         find_map(model=linear_regression(), algo='adamm')
+
+
+def test_minibatch_logistic_regression_lands_within_one_posterior_sd():
+    """200k rows in batches of 256 with the defaults: within one posterior sd (Laplace at the
+    full-batch MAP) of the full-batch MAP (0.42 sd when measured; 3.1 with patience=5)."""
+    rng = np.random.default_rng(0)
+    n = 200_000
+    X = rng.normal(size=(n, 3))
+    y = rng.binomial(1, 1 / (1 + np.exp(-(X @ [1.0, -2.0, 0.5] - 0.3)))).astype('int32')
+
+    def model(batch):
+        with pm.Model() as m:
+            Xb, yb = pm.Minibatch(X, y, batch_size=batch) if batch else (X, y)
+            a = pm.Normal('alpha', 0, 2.5)
+            b = pm.Normal('beta', 0, 2.5, shape=3)
+            pm.Bernoulli('y', logit_p=a + pm.math.dot(Xb, b), observed=yb,
+                         total_size=n if batch else None)
+        return m
+    full_model = model(None)
+    full = find_map(model=full_model, algo='lbfgs', progressbar=False)
+    sd = np.sqrt(np.diag(np.linalg.inv(pm.find_hessian(full, model=full_model))))
+    got = find_map(model=model(256), seed=0, progressbar=False)
+    distance = np.abs(np.r_[got['alpha'], got['beta']] - np.r_[full['alpha'], full['beta']]) / sd
+    assert distance.max() < 1.0, distance
