@@ -501,8 +501,9 @@ class LBFGS(_QuasiNewton):
     :math:`P(x - g) - x`.
 
     Hyperparameters: ``history`` :math:`m` (10), ``gtol`` (1e-5),
-    ``ftol`` (2.2e-9), ``max_linesearch`` (20 evaluations). See
-    :doc:`/second_order`.
+    ``ftol`` (2.2e-9), ``max_linesearch`` (20 evaluations): the defaults and
+    stopping tests of SciPy's L-BFGS-B (``maxcor``, ``pgtol``, ``factr * eps``),
+    whose iterates it follows. See :doc:`/second_order`.
 
     References
     ----------
@@ -668,7 +669,12 @@ class NewtonCG(FullBatchOptimizer):
 
     Hyperparameters: ``trust_radius`` :math:`\Delta_0` (1), ``max_trust_radius``
     (1000), ``eta`` (0.15), ``max_cg`` (250 CG iterations), ``gtol`` (1e-5),
-    ``ftol`` (2.2e-9). See :doc:`/second_order`.
+    ``ftol`` (2.2e-9). The trust-region defaults and iterations are those of
+    SciPy's ``trust-ncg`` (on a 7-parameter quadratic both stop after the same
+    5 iterations at the same point). Its stopping test is stricter: SciPy's
+    stops when the gradient's 2-norm is below 1e-4, this one when its largest
+    element is at most ``gtol`` (as :class:`LBFGS` and SciPy's L-BFGS-B), or
+    on ``ftol``. See :doc:`/second_order`.
 
     References
     ----------

@@ -306,3 +306,23 @@ def test_a_failed_start_can_still_be_saved_and_run_again(algo, tmp_path):
     np.testing.assert_array_equal(w.get_value(), np.zeros(3))
     list(opt.iterate([[np.ones((4, 3))]], max_updates=20))
     assert float(((np.ones((4, 3)) @ w.get_value() - 1) ** 2).mean()) < 1e-8
+
+
+@pytest.mark.parametrize('algo, method', [('lbfgs', 'L-BFGS-B'), ('newton-cg', 'trust-ncg')])
+def test_lbfgs_and_newton_cg_follow_their_scipy_namesakes_on_a_quadratic(algo, method):
+    """Same 7-parameter quadratic as the BFGS test: the same iterations and the same point
+    (to a few ulp of the solution's scale: the arithmetic is the same up to rounding)."""
+    from scipy.optimize import minimize as scipy_minimize
+    rng = np.random.default_rng(0)
+    R = rng.standard_normal((7, 7))
+    A, b = R @ R.T + 7 * np.eye(7), rng.standard_normal(7)
+    v = pytensor.shared(np.zeros(3), name='v')
+    M = pytensor.shared(np.zeros((2, 2)), name='M')
+    z = pt.concatenate([v, M.ravel()])
+    opt = downhill.build(algo, 0.5 * z @ pt.as_tensor(A) @ z - pt.as_tensor(b) @ z)
+    iterations = len(list(opt.iterate(None, max_updates=100)))
+    got = np.concatenate([v.get_value(), M.get_value().ravel()])
+    scipy = scipy_minimize(lambda x: 0.5 * x @ A @ x - b @ x, np.zeros(7), jac=lambda x: A @ x - b,
+                           hessp=(lambda x, p: A @ p) if method == 'trust-ncg' else None, method=method)
+    assert iterations == scipy.nit
+    np.testing.assert_allclose(got, scipy.x, rtol=0, atol=1e-12 * np.abs(scipy.x).max())
