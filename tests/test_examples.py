@@ -1,6 +1,6 @@
-"""Every example runs and finds what it should, in the suite's FAST_COMPILE mode and
-in PyTensor's default backend with every speed-up on (what a user running the
-example gets)."""
+"""Every example runs and finds what it should, in the suite's FAST_COMPILE mode, in
+PyTensor's default backend with every speed-up on (what a user running the
+example gets), and there with downhill's speed-ups off."""
 
 import os
 import pathlib
@@ -13,13 +13,17 @@ import pytest
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / 'examples'
 
 
-@pytest.fixture(params=['test-mode', pytest.param('default', marks=pytest.mark.compiled)])
+@pytest.fixture(params=['test-mode', pytest.param('default', marks=pytest.mark.compiled),
+                        pytest.param('stock', marks=pytest.mark.compiled)])
 def run(request):
-    """Runs an example in the suite's mode (FAST_COMPILE) or as a user would (no mode set)."""
+    """Runs an example in the suite's mode (FAST_COMPILE), as a user would (no mode set, every
+    speed-up on), or in the default backend with downhill's speed-ups off (DOWNHILL_SPEEDUPS=0)."""
     env = dict(os.environ)
-    if request.param == 'default':
+    if request.param in ('default', 'stock'):
         env.pop('PYTENSOR_FLAGS', None)
         env.pop('DOWNHILL_SPEEDUPS', None)
+        if request.param == 'stock':
+            env['DOWNHILL_SPEEDUPS'] = '0'
     else:
         env['PYTENSOR_FLAGS'] = f'mode={os.environ.get("DOWNHILL_TEST_MODE", "FAST_COMPILE")}'
 
