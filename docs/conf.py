@@ -3,6 +3,9 @@
 Build with ``python -m sphinx -W --keep-going -b html docs docs/_build/html``
 (or ``python docs/build.py``). Needs the ``docs`` extra:
 ``pip install -e .[docs]``.
+
+MathJax is copied from the docs extra into the output (``_copy_mathjax``), so
+the pages need no network to show their equations.
 """
 
 import os
@@ -50,6 +53,56 @@ html_theme_options = {
     'sidebar_width': '230px',
 }
 html_title = f'downhill {release}'
+
+# ----------------------------------------------------------------------------
+# Math: MathJax ships with the pages, so equations render without a network.
+#
+# sphinx.ext.mathjax loads MathJax from a CDN unless mathjax_path names a file
+# of the build. The django-static-mathjax package (in the ``docs`` extra) is
+# MathJax's own distribution (mathjax-full 3.2.2) packaged as data files;
+# nothing of Django is imported. Its SVG component draws every glyph itself,
+# with no web fonts to fetch, so pages opened from the disk render in every
+# browser. The folders it loads on demand come along: the TeX extensions
+# (autoloaded by commands such as \cancel), the menu and the accessibility
+# tools (speech, the expression explorer).
+
+import shutil  # noqa: E402
+
+from sphinx.errors import ConfigError  # noqa: E402
+
+MATHJAX_COMPONENT = 'tex-svg.js'
+MATHJAX_PARTS = [MATHJAX_COMPONENT, 'input/tex/extensions', 'ui', 'a11y', 'sre']
+mathjax_path = f'mathjax/{MATHJAX_COMPONENT}'   # in _static: see _copy_mathjax
+
+
+def _mathjax_root():
+    try:
+        import mathjax   # the django-static-mathjax distribution
+    except ImportError:
+        raise ConfigError('building the docs needs MathJax, from the django-static-mathjax '
+                          'package: pip install -e .[docs]') from None
+    root = os.path.join(os.path.dirname(mathjax.__file__), 'static', 'mathjax')
+    if not os.path.isfile(os.path.join(root, 'es5', MATHJAX_COMPONENT)):
+        raise ConfigError(f'{root} has no es5/{MATHJAX_COMPONENT}: pip install -e .[docs] '
+                          '(django-static-mathjax 3.x)')
+    return root
+
+
+MATHJAX_ROOT = _mathjax_root()
+
+
+def _copy_mathjax(app, exc):
+    if exc is not None or app.builder.format != 'html':
+        return
+    target = os.path.join(app.outdir, '_static', 'mathjax')
+    for part in MATHJAX_PARTS:
+        source = os.path.join(MATHJAX_ROOT, 'es5', part)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(target, part), dirs_exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(os.path.join(target, part)), exist_ok=True)
+            shutil.copyfile(source, os.path.join(target, part))
+    shutil.copyfile(os.path.join(MATHJAX_ROOT, 'LICENSE'), os.path.join(target, 'LICENSE'))
 
 # docs/pymc.rst is written separately. It is in the table of contents when the
 # file exists; until then the entry is left out, so the build stays clean.
@@ -183,6 +236,7 @@ def _always_reread(app, env, added, changed, removed):
 
 
 def setup(app):
+    app.connect('build-finished', _copy_mathjax)
     app.connect('source-read', _edit_sources)
     app.connect('source-read', _keyword_source)
     app.connect('autodoc-process-docstring', _unique_citations, priority=600)

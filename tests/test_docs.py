@@ -129,14 +129,44 @@ def test_pymc_page_is_in_the_contents():
     assert '   pymc\n' in read('index.rst')
 
 
-def test_docs_build_without_warnings(tmp_path):
-    pytest.importorskip('sphinx')
-    pytest.importorskip('sphinx_click')
+@pytest.fixture(scope='module')
+def built_docs(tmp_path_factory):
+    """The docs, built once for the tests below."""
+    for module in ('sphinx', 'sphinx_click', 'mathjax'):
+        pytest.importorskip(module, reason='needs the docs extra: pip install -e .[docs]')
+    out = tmp_path_factory.mktemp('docs')
     result = subprocess.run(
         [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b', 'html',
-         '-d', str(tmp_path / 'doctrees'), DOCS, str(tmp_path / 'html')],
-        capture_output=True, text=True, timeout=600)
+         '-d', str(out / 'doctrees'), DOCS, str(out / 'html')],
+        capture_output=True, text=True, timeout=1800)
+    return result, out / 'html'
+
+
+def test_docs_build_without_warnings(built_docs):
+    result, html = built_docs
     assert result.returncode == 0, result.stdout + result.stderr
-    html = (tmp_path / 'html' / 'algorithms' / 'adam.html').read_text()
-    assert 'King15' in html and 'beta_1' in html
-    assert 'downhill race' in (tmp_path / 'html' / 'cli.html').read_text()
+    page = (html / 'algorithms' / 'adam.html').read_text()
+    assert 'King15' in page and 'beta_1' in page
+    assert 'downhill race' in (html / 'cli.html').read_text()
+
+
+def _scripts(page):
+    return re.findall(r'<script\b[^>]*\bsrc="([^"]*)"', page)
+
+
+def test_math_renders_without_a_network(built_docs):
+    result, html = built_docs
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in html.rglob('*.html'):
+        for src in _scripts(path.read_text()):
+            assert '://' not in src and not src.startswith('//'), (path.name, src)
+    page = (html / 'algorithms' / 'adam.html').read_text()
+    assert 'class="math notranslate nohighlight"' in page
+    renderer = [src for src in _scripts(page) if 'mathjax' in src.lower()]
+    assert renderer == ['../_static/mathjax/tex-svg.js'], renderer
+    mathjax = html / '_static' / 'mathjax'
+    assert (mathjax / 'tex-svg.js').stat().st_size > 1_000_000
+    # what it loads on demand: TeX extensions, the menu, the accessibility tools
+    for part in ('input/tex/extensions/cancel.js', 'ui/menu.js', 'a11y/explorer.js',
+                 'sre/mathmaps/en.json', 'LICENSE'):
+        assert (mathjax / part).is_file(), part
