@@ -4,8 +4,10 @@ Build with ``python -m sphinx -W --keep-going -b html docs docs/_build/html``
 (or ``python docs/build.py``). Needs the ``docs`` extra:
 ``pip install -e .[docs]``.
 
-MathJax is copied from the docs extra into the output (``_copy_mathjax``), so
-the pages need no network to show their equations.
+The race pictures and tables are made during the build (``downhill-race``
+below, docs/make_gallery.py), and MathJax is copied from the docs extra into
+the output (``_copy_mathjax``), so the source tree stays as committed and the
+pages need no network.
 """
 
 import os
@@ -118,6 +120,11 @@ PYMC_PAGE = os.path.join(HERE, 'pymc.rst')
 import inspect  # noqa: E402
 import re  # noqa: E402
 
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode, _saved = True, sys.dont_write_bytecode   # no docs/__pycache__
+import make_gallery  # noqa: E402
+sys.dont_write_bytecode = _saved
+
 ALGO_DIR = os.path.join(HERE, 'algorithms')
 
 
@@ -143,11 +150,10 @@ def _write_generated_pages():
         text = [title, '=' * len(title), '', f"``algo='{name}'``", '']
         if cites:
             text += [f'References: {cites}.', '']
-        if os.path.exists(os.path.join(HERE, '_static', 'gallery', f'algo-{name}.png')):
-            text += [f'.. image:: ../_static/gallery/algo-{name}.png',
-                     f'   :alt: {cls.__name__} on the Rosenbrock function', '   :width: 100%', '',
-                     f'*{cls.__name__} alone on the Rosenbrock function, with its race defaults:* '
-                     f'``downhill race rosenbrock -a {name} --plot {name}.png``.', '']
+        text += ['.. downhill-race:: rosenbrock', f'   :algo: {name}',
+                 f'   :alt: {cls.__name__} on the Rosenbrock function', '',
+                 f'*{cls.__name__} alone on the Rosenbrock function, with its race defaults:* '
+                 f'``{make_gallery.command("rosenbrock", name)}``.', '']
         text += [f'.. autoclass:: {cls.__module__}.{cls.__qualname__}', '']
         path = os.path.join(ALGO_DIR, f'auto-{name}.rst')
         content = '\n'.join(text)
@@ -165,6 +171,60 @@ def _edit_sources(app, docname, source):
     if docname == 'algorithms/index':
         extra = ''.join(f'   auto-{name}\n' for name in _extra_algorithms())
         source[0] = source[0].rstrip('\n') + '\n' + extra
+
+
+# ----------------------------------------------------------------------------
+# Race pictures, made at build time by docs/make_gallery.py (nothing committed):
+#
+#   .. downhill-race:: LANDSCAPE
+#      :algo: NAME   one algorithm: downhill race LANDSCAPE -a NAME --plot NAME.png
+#                    (default: every algorithm, downhill race LANDSCAPE --plot ...)
+#      :output:      show the command and the table it printed above the picture
+#      :alt: TEXT
+#
+# The results live in the build's doctree folder, keyed by the code that makes
+# them (make_gallery.inputs_key). A page that shows one depends on the key
+# file, which is rewritten whenever the key changes, so Sphinx reads such a
+# page again (and reruns its race) exactly when the code has changed.
+
+from docutils import nodes  # noqa: E402
+from docutils.parsers.rst import directives  # noqa: E402
+from sphinx.util.docutils import SphinxDirective  # noqa: E402
+
+_GALLERY = {}
+
+
+def _open_gallery(app):
+    _GALLERY['current'] = make_gallery.Gallery(os.path.join(app.doctreedir, 'downhill-race'))
+
+
+class RaceDirective(SphinxDirective):
+    required_arguments = 1
+    option_spec = {
+        'algo': directives.unchanged_required,
+        'output': directives.flag,
+        'alt': directives.unchanged,
+    }
+
+    def run(self):
+        gallery = _GALLERY['current']
+        landscape, algo = self.arguments[0], self.options.get('algo')
+        try:
+            result = gallery.race(landscape, algo)
+        except Exception as err:  # a failing race is a failing build
+            raise self.error(f'{make_gallery.command(landscape, algo)}: {err}') from None
+        self.env.note_dependency(gallery.key_file)
+        found = []
+        if 'output' in self.options:
+            text = f'$ {result["command"]}\n{result["output"]}'
+            block = nodes.literal_block(text, text, language='console')
+            self.set_source_info(block)
+            found.append(block)
+        page_dir = os.path.dirname(str(self.env.doc2path(self.env.docname)))
+        uri = os.path.relpath(result['picture'], page_dir).replace(os.sep, '/')
+        alt = self.options.get('alt') or f'downhill race {landscape}'
+        found.append(nodes.image(uri=uri, alt=alt, width='100%'))
+        return found
 
 
 def _keyword_table():
@@ -236,6 +296,8 @@ def _always_reread(app, env, added, changed, removed):
 
 
 def setup(app):
+    app.add_directive('downhill-race', RaceDirective)
+    app.connect('builder-inited', _open_gallery)
     app.connect('build-finished', _copy_mathjax)
     app.connect('source-read', _edit_sources)
     app.connect('source-read', _keyword_source)

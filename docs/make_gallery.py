@@ -1,106 +1,150 @@
-"""Regenerate the gallery: race pictures made by the ``downhill`` command.
+"""The race pictures and tables of the docs, made by the ``downhill race`` command.
 
-Run from the repository root (needs matplotlib)::
+The docs build makes them: every ``.. downhill-race::`` directive in the pages
+(the gallery, the front page, the algorithm pages; see ``conf.py``) runs its
+command here, at build time, so the pictures and the numbers printed under
+them are always those of the code being documented. Nothing of it is
+committed. The results are kept in a folder of the build (beside Sphinx's
+doctrees) and reused by the next build as long as the code that makes them is
+unchanged: the folder is keyed by a hash of the ``downhill`` package's
+sources, of this file and of the versions of Python, NumPy, PyTensor and
+matplotlib, and emptied when the key changes. A build from scratch runs every
+race (about two minutes on two cores); a rebuild with the same code runs none.
 
-    python docs/make_gallery.py            # everything
-    python docs/make_gallery.py rosenbrock  # some landscapes only
+To look at the pictures outside the docs::
 
-For every landscape it runs ``downhill race LANDSCAPE --plot ...`` and, for
-the algorithm pages, ``downhill race rosenbrock --algo ALGO --plot ...``,
-writing PNGs to ``docs/_static/gallery/`` and the page ``docs/gallery.rst``
-(with each command and the table it printed). The PNGs and the page are
-committed, so building the docs does not run any race. The races are
-deterministic (ESGD draws from a fixed seed), so rerunning gives the same
-tables (the timings aside).
+    python docs/make_gallery.py OUTPUT_DIR              # every landscape
+    python docs/make_gallery.py OUTPUT_DIR rosenbrock   # some landscapes only
+
+writes ``LANDSCAPE.png`` and ``LANDSCAPE.txt`` (the command and its table)
+there. The races are deterministic (ESGD draws from a fixed seed), so every
+build prints the same tables, the times (of the machine that built the docs)
+aside.
 """
 
+import hashlib
+import json
 import os
-import subprocess
+import platform
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-OUT = os.path.join(HERE, '_static', 'gallery')
-PAGE = os.path.join(HERE, 'gallery.rst')
 
-sys.path.insert(0, ROOT)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
-from downhill import algorithms, landscapes  # noqa: E402
+import downhill  # noqa: E402
 
-#: What each picture shows, in a sentence.
-NOTES = {
-    'rosenbrock': 'A long, curved, flat-bottomed valley: finding it is easy, following it '
-                  'to the minimum at (1, 1) is the hard part.',
-    'ackley': 'A funnel covered in regular bumps. From far out on the plateau the bumps '
-              'trap small steps: most algorithms stop in the first one. ADAGRAD, RMSProp '
-              'and NAG race here with large learning rates, which carry them over the '
-              'bumps towards the centre.',
-    'rastrigin': 'A bowl with a grid of local minima: most methods stop in the nearest one.',
-    'beale': 'Flat valleys and sharp ridges towards the corners; the minimum is at (3, 0.5).',
-    'himmelblau': 'Four global minima, all with value 0; which one an algorithm reaches '
-                  'depends on its first steps.',
-    'styblinski_tang': 'Separable, with four local minima in two dimensions; the start at '
-                       'the origin slopes towards the global one at (-2.90, -2.90).',
-    'quadratic': 'A convex bowl whose curvatures differ by a factor of 100: the test of '
-                 'ill-conditioning, where per-element scaling shines.',
-    'gaussian_wells': 'A sum of eight random Gaussian wells (seed 0): the nearest well is '
-                      'not the deepest.',
-}
+#: The file in a gallery folder that holds the key of its contents.
+KEY_FILE = 'KEY'
 
 
-def race(args, picture):
-    command = ['downhill', 'race', *args, '--plot', f'{picture}']
-    env = dict(os.environ, COLUMNS='100')
-    result = subprocess.run([sys.executable, '-m', 'downhill.cli', *command[1:-1],
-                             os.path.join(OUT, picture)],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f'{" ".join(command)} failed:\n{result.stdout}\n{result.stderr}')
-    table = '\n'.join(line for line in result.stdout.splitlines() if not line.startswith('wrote '))
-    print(' '.join(command))
-    print(table)
-    return ' '.join(command), table
+def inputs_key(package=None):
+    """A hash of everything the races' output depends on.
+
+    ``package`` is the folder of the ``downhill`` sources (default: the one
+    imported).
+    """
+    digest = hashlib.sha256()
+    if package is None:
+        package = os.path.dirname(os.path.abspath(downhill.__file__))
+    files = [os.path.abspath(__file__)]
+    for folder, dirs, names in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != '__pycache__')
+        files += [os.path.join(folder, n) for n in sorted(names) if n.endswith('.py')]
+    for path in files:
+        digest.update(os.path.relpath(path, package).encode() + b'\0')
+        with open(path, 'rb') as f:
+            digest.update(f.read() + b'\0')
+    versions = [platform.python_version()]
+    for module in ('numpy', 'pytensor', 'matplotlib'):
+        try:
+            versions.append(f'{module} {__import__(module).__version__}')
+        except ImportError:
+            versions.append(f'{module} missing')
+    digest.update(' '.join(versions).encode())
+    return digest.hexdigest()
 
 
-def main(only):
-    os.makedirs(OUT, exist_ok=True)
-    names = [n for n in landscapes.LANDSCAPES if not only or n in only]
-    sections = []
-    for name in names:
-        command, table = race([name], f'{name}.png')
-        sections.append((name, command, table))
-    if not only:
-        for algo in algorithms():
-            race(['rosenbrock', '--algo', algo], f'algo-{algo}.png')
-    if only:
-        print('(gallery.rst not rewritten: run without arguments for that)')
-        return
-    lines = [
-        'Gallery',
-        '=======',
-        '',
-        'Every algorithm raced on every :doc:`test landscape <landscapes>`, from the',
-        "landscape's start, with the race defaults of ``downhill race`` (see :doc:`cli`).",
-        'Left: the paths over a log-scaled contour map of the landscape (the star is the',
-        'global minimum, the white dot the start, the coloured dots where each run ended).',
-        'Right: the distance to the minimum loss at each update, on a log scale.',
-        '',
-        'These pictures and tables are made by ``python docs/make_gallery.py``; the times',
-        'are those of the machine that ran it.',
-        '',
-    ]
-    for name, command, table in sections:
-        title = name.replace('_', ' ').title() if name != 'styblinski_tang' else 'Styblinski-Tang'
-        if name == 'gaussian_wells':
-            title = 'Gaussian wells'
-        lines += [title, '-' * len(title), '', NOTES.get(name, ''), '', '::', '',
-                  f'   $ {command}']
-        lines += ['   ' + line if line else '' for line in table.splitlines()]
-        lines += ['', f'.. image:: _static/gallery/{name}.png',
-                  f'   :alt: the algorithms racing on {name}', '   :width: 100%', '']
-    with open(PAGE, 'w') as f:
-        f.write('\n'.join(lines).rstrip() + '\n')
-    print(f'wrote {PAGE}')
+def command(landscape, algo=None):
+    """The command line a picture is made by, as the docs print it."""
+    if algo is None:
+        return f'downhill race {landscape} --plot {landscape}.png'
+    return f'downhill race {landscape} -a {algo} --plot {algo}.png'
+
+
+class Gallery:
+    """A folder of race pictures and tables, valid for one :func:`inputs_key`.
+
+    Opening it on a folder made with another key empties the folder first.
+    """
+
+    def __init__(self, folder, key=None):
+        self.folder = os.path.abspath(folder)
+        self.key = inputs_key() if key is None else key
+        self.key_file = os.path.join(self.folder, KEY_FILE)
+        old = None
+        if os.path.exists(self.key_file):
+            with open(self.key_file) as f:
+                old = f.read().strip()
+        if old != self.key:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            os.makedirs(self.folder)
+            with open(self.key_file, 'w') as f:
+                f.write(self.key + '\n')
+
+    def race(self, landscape, algo=None):
+        """Run ``downhill race`` (unless its result is kept) and return its result.
+
+        A dict with ``command`` (as the docs print it), ``output`` (what the
+        command printed, the line saying where the picture went aside) and
+        ``picture`` (the path of the PNG).
+        """
+        name = landscape if algo is None else f'{landscape}-{algo}'
+        picture = os.path.join(self.folder, f'{name}.png')
+        record = os.path.join(self.folder, f'{name}.json')
+        if not (os.path.exists(picture) and os.path.exists(record)):
+            args = ['race', landscape, '--plot', picture]
+            if algo is not None:
+                args[2:2] = ['--algo', algo]
+            output = _run(args)
+            with open(record + '.tmp', 'w') as f:
+                json.dump({'command': command(landscape, algo), 'output': output}, f, indent=1)
+            os.replace(record + '.tmp', record)
+        with open(record) as f:
+            result = json.load(f)
+        result['picture'] = picture
+        return result
+
+
+def _run(args):
+    """Run the ``downhill`` command in this process and return what it printed."""
+    from click.testing import CliRunner
+
+    from downhill import cli
+
+    result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    if result.exit_code != 0:
+        raise RuntimeError(f'downhill {" ".join(args)} failed ({result.exit_code}):\n'
+                           f'{result.output}')
+    lines = [line for line in result.stdout.splitlines() if not line.startswith('wrote ')]
+    return '\n'.join(lines)
+
+
+def main(argv):
+    if not argv or argv[0].startswith('-'):
+        sys.exit('usage: python docs/make_gallery.py OUTPUT_DIR [LANDSCAPE...]')
+    from downhill import landscapes
+    folder, only = argv[0], argv[1:]
+    gallery = Gallery(folder)
+    for name in only or landscapes.LANDSCAPES:
+        result = gallery.race(name)   # writes OUTPUT_DIR/NAME.png
+        text = f'$ {result["command"]}\n{result["output"]}\n'
+        print(text)
+        with open(os.path.join(gallery.folder, f'{name}.txt'), 'w') as f:
+            f.write(text)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """The documentation: consistent with the code, and it builds without warnings."""
 
+import html as html_module
 import inspect
 import os
 import re
@@ -45,7 +46,10 @@ def test_the_core_algorithms_have_pages_that_document_their_class():
         page = read('algorithms', f'{name}.rst')
         assert f'.. autoclass:: downhill.{cls.__name__}' in page
         assert f'``{_spelling(name)}``' in index and f'   {name}\n' in index
-        assert os.path.exists(os.path.join(DOCS, '_static', 'gallery', f'algo-{name}.png')), name
+        # its picture, made at build time: the command its caption prints
+        race = f'.. downhill-race:: rosenbrock\n   :algo: {_spelling(name)}\n'
+        assert race in page, name
+        assert f'``downhill race rosenbrock -a {_spelling(name)} --plot {_spelling(name)}.png``' in page
 
 
 def test_the_algorithms_table_lists_every_algorithm_with_a_link_to_its_page():
@@ -119,10 +123,39 @@ def test_the_hyperparameter_page_explains_the_core_keywords_with_their_defaults(
 def test_gallery_has_a_picture_of_every_landscape():
     page = read('gallery.rst')
     for name in landscapes.LANDSCAPES:
-        assert f'_static/gallery/{name}.png' in page
-        assert f'downhill race {name} --plot {name}.png' in page
-        path = os.path.join(DOCS, '_static', 'gallery', f'{name}.png')
-        assert os.path.getsize(path) > 20_000
+        assert f'.. downhill-race:: {name}\n   :output:\n' in page, name
+    assert '.. downhill-race:: rosenbrock\n' in read('index.rst')
+    # made at build time, not committed
+    assert not os.path.exists(os.path.join(DOCS, '_static', 'gallery'))
+
+
+def _make_gallery():
+    sys.path.insert(0, DOCS)
+    try:
+        import make_gallery
+    finally:
+        sys.path.remove(DOCS)
+    return make_gallery
+
+
+def test_the_race_results_are_kept_only_for_the_code_that_made_them(tmp_path):
+    make_gallery = _make_gallery()
+    folder = tmp_path / 'races'
+    gallery = make_gallery.Gallery(folder, key='one')
+    (folder / 'rosenbrock.png').write_bytes(b'old')
+    make_gallery.Gallery(folder, key='one')
+    assert (folder / 'rosenbrock.png').exists()
+    fresh = make_gallery.Gallery(folder, key='two')
+    assert not (folder / 'rosenbrock.png').exists()
+    assert open(fresh.key_file).read().strip() == 'two' != gallery.key
+    # the key follows the library's sources
+    package = tmp_path / 'downhill'
+    package.mkdir()
+    (package / 'first_order.py').write_text('STEP = 1\n')
+    before = make_gallery.inputs_key(str(package))
+    assert make_gallery.inputs_key(str(package)) == before
+    (package / 'first_order.py').write_text('STEP = 2\n')
+    assert make_gallery.inputs_key(str(package)) != before
 
 
 def test_pymc_page_is_in_the_contents():
@@ -131,8 +164,8 @@ def test_pymc_page_is_in_the_contents():
 
 @pytest.fixture(scope='module')
 def built_docs(tmp_path_factory):
-    """The docs, built once for the tests below."""
-    for module in ('sphinx', 'sphinx_click', 'mathjax'):
+    """The docs, built once for the tests below (the races take a minute or two)."""
+    for module in ('sphinx', 'sphinx_click', 'matplotlib', 'mathjax'):
         pytest.importorskip(module, reason='needs the docs extra: pip install -e .[docs]')
     out = tmp_path_factory.mktemp('docs')
     result = subprocess.run(
@@ -170,3 +203,52 @@ def test_math_renders_without_a_network(built_docs):
     for part in ('input/tex/extensions/cancel.js', 'ui/menu.js', 'a11y/explorer.js',
                  'sre/mathmaps/en.json', 'LICENSE'):
         assert (mathjax / part).is_file(), part
+
+
+def _literal_blocks(page):
+    blocks = re.findall(r'<pre>(.*?)</pre>', page, re.S)
+    return [html_module.unescape(re.sub(r'<[^>]+>', '', b)) for b in blocks]
+
+
+def _table_rows(output):
+    """The rows of a race table, without the times (which change from run to run)."""
+    rows = {}
+    for line in output.splitlines()[3:]:
+        cells = line.split()
+        rows[cells[0]] = cells[1:4]
+    return rows
+
+
+def test_the_gallery_shows_every_algorithm_as_the_code_races_it_today(built_docs):
+    result, html = built_docs
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (html / 'gallery.html').read_text()
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    names = set(_library_algorithms())
+    tables = {}
+    for block in _literal_blocks(page):
+        if block.startswith('$ downhill race '):
+            landscape = block.split()[3]
+            tables[landscape] = block.split('\n', 1)[1]
+    assert set(tables) == set(landscapes.LANDSCAPES)
+    for landscape, output in tables.items():
+        rows = _table_rows(output)
+        assert set(rows) == names, (landscape, names ^ set(rows))   # the full-batch ones too
+        assert any(os.path.basename(src) == f'{landscape}.png' for src in images), landscape
+    for src in images:
+        assert (html / src).stat().st_size > 20_000, src
+    # the numbers are today's: the same command, run now, prints the same table
+    from click.testing import CliRunner
+    now = CliRunner().invoke(cli.main, ['race', 'quadratic'])
+    assert now.exit_code == 0, now.output
+    assert _table_rows(now.stdout) == _table_rows(tables['quadratic'])
+    assert now.stdout.splitlines()[0] == tables['quadratic'].splitlines()[0]
+    # the front page shows the same race, every algorithm
+    front = (html / 'index.html').read_text()
+    assert any(os.path.basename(src) == 'rosenbrock.png'
+               for src in re.findall(r'<img [^>]*src="([^"]*)"', front))
+    for name in _library_algorithms():
+        algo_page = (html / 'algorithms' / f'{name}.html').read_text()
+        pictures = re.findall(r'<img [^>]*src="([^"]*)"', algo_page)
+        assert any(os.path.basename(src) == f'rosenbrock-{_spelling(name)}.png'
+                   for src in pictures), name
