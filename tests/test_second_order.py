@@ -270,21 +270,27 @@ def test_ctrl_c_in_a_line_search_keeps_the_best_parameters(monkeypatch):
     np.testing.assert_array_equal(problem.param.get_value(), seen[-1])
 
 
+def quadratic_split(algo):
+    """0.5 z'Az - b'z with A = R R^T + 7 I, z split over a vector and a 2x2 matrix, minimized
+    from 0 with algo's defaults: (A, b, iterations, the point reached)."""
+    rng = np.random.default_rng(0)
+    R = rng.standard_normal((7, 7))
+    A, b = R @ R.T + 7 * np.eye(7), rng.standard_normal(7)
+    v = pytensor.shared(np.zeros(3), name='v')
+    M = pytensor.shared(np.zeros((2, 2)), name='M')
+    z = pt.concatenate([v, M.ravel()])
+    opt = downhill.build(algo, 0.5 * z @ pt.as_tensor(A) @ z - pt.as_tensor(b) @ z)
+    iterations = len(list(opt.iterate(None, max_updates=100)))
+    return A, b, iterations, np.concatenate([v.get_value(), M.get_value().ravel()])
+
+
 def test_bfgs_matches_scipys_bfgs_on_a_quadratic_split_over_two_parameters():
     """A = R R^T + 7 I on a vector and a 2x2 matrix: SciPy's BFGS stops at a relative error of
     about 1e-13 after 7 iterations; so must downhill's (same H0 = I, same stopping tests). A
     relative-decrease test would stop it near 1e-5."""
     from scipy.optimize import minimize as scipy_minimize
-    rng = np.random.default_rng(0)
-    R = rng.standard_normal((7, 7))
-    A, b = R @ R.T + 7 * np.eye(7), rng.standard_normal(7)
+    A, b, iterations, got = quadratic_split('bfgs')
     solution = np.linalg.solve(A, b)
-    v = pytensor.shared(np.zeros(3), name='v')
-    M = pytensor.shared(np.zeros((2, 2)), name='M')
-    z = pt.concatenate([v, M.ravel()])
-    opt = downhill.build('bfgs', 0.5 * z @ pt.as_tensor(A) @ z - pt.as_tensor(b) @ z)
-    iterations = len(list(opt.iterate(None, max_updates=100)))
-    got = np.concatenate([v.get_value(), M.get_value().ravel()])
     scipy = scipy_minimize(lambda x: 0.5 * x @ A @ x - b @ x, np.zeros(7), jac=lambda x: A @ x - b,
                            method='BFGS')
     error = np.abs(got - solution).max() / np.abs(solution).max()
@@ -313,15 +319,7 @@ def test_lbfgs_and_newton_cg_follow_their_scipy_namesakes_on_a_quadratic(algo, m
     """Same 7-parameter quadratic as the BFGS test: the same iterations and the same point
     (to a few ulp of the solution's scale: the arithmetic is the same up to rounding)."""
     from scipy.optimize import minimize as scipy_minimize
-    rng = np.random.default_rng(0)
-    R = rng.standard_normal((7, 7))
-    A, b = R @ R.T + 7 * np.eye(7), rng.standard_normal(7)
-    v = pytensor.shared(np.zeros(3), name='v')
-    M = pytensor.shared(np.zeros((2, 2)), name='M')
-    z = pt.concatenate([v, M.ravel()])
-    opt = downhill.build(algo, 0.5 * z @ pt.as_tensor(A) @ z - pt.as_tensor(b) @ z)
-    iterations = len(list(opt.iterate(None, max_updates=100)))
-    got = np.concatenate([v.get_value(), M.get_value().ravel()])
+    A, b, iterations, got = quadratic_split(algo)
     scipy = scipy_minimize(lambda x: 0.5 * x @ A @ x - b @ x, np.zeros(7), jac=lambda x: A @ x - b,
                            hessp=(lambda x, p: A @ p) if method == 'trust-ncg' else None, method=method)
     assert iterations == scipy.nit
