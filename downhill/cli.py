@@ -307,22 +307,24 @@ def algorithms_command(name):
     if name is not None:
         cls = algos.get(base._algorithm_key(name))
         if cls is None:
-            raise click.BadParameter(f'unknown algorithm {name!r}; valid names: {", ".join(algos)}',
-                                     param_hint="'NAME'")
+            raise click.BadParameter(f'unknown algorithm {name!r}; valid names: '
+                                     f'{", ".join(base.algorithm_names())}', param_hint="'NAME'")
         own = hyperparameters(cls, common=False)
-        click.echo(f'{base._algorithm_key(name)}  ({cls.__module__}.{cls.__qualname__})\n')
+        key = base._algorithm_key(name)
+        click.echo(f'{base.SPELLINGS.get(key, key)}  ({cls.__module__}.{cls.__qualname__})\n')
         click.echo(inspect.getdoc(cls) or '(no description)')
         click.echo('\nHyperparameters: ' + (', '.join(f'{k}={_fmt_default(v)}' for k, v in own.items())
                                              or '(only the common ones)'))
         return
-    width = max(len(k) for k in algos)
+    width = max(len(k) for k in base.algorithm_names())
     for key, cls in algos.items():
-        click.echo(f'{click.style(key.ljust(width), bold=True)}  {_first_line(cls)}')
+        shown = base.SPELLINGS.get(key, key)
+        click.echo(f'{click.style(shown.ljust(width), bold=True)}  {_first_line(cls)}')
         own = hyperparameters(cls, common=False)
         if own:
             click.echo(' ' * (width + 2) + '  '.join(f'{k}={_fmt_default(v)}' for k, v in own.items()))
     common = {n: d for n, d in _prepare_parameters(Optimizer)}
-    full = [k for k, c in algos.items() if issubclass(c, FullBatchOptimizer)]
+    full = [base.SPELLINGS.get(k, k) for k, c in algos.items() if issubclass(c, FullBatchOptimizer)]
     click.echo('\nEvery algorithm' + (f' except the full-batch ones ({", ".join(full)})' if full else '')
                + ' also takes: ' + ', '.join(f'{k}={_fmt_default(v)}' for k, v in common.items()))
     loop = loop_keywords()
@@ -484,7 +486,7 @@ def run_race(problem, algo, steps, hypers=None, start=None, tol=1e-3, mode=None,
         diverged = True
     param.set_value(start.copy())
     return {
-        'algo': algo,
+        'algo': base.SPELLINGS.get(algo, algo) if isinstance(algo, str) else algo,
         'hyperparameters': hypers,
         'path': path,
         'losses': values,
@@ -542,7 +544,7 @@ def _check_algos(names):
                 close = difflib.get_close_matches(key, list(algos), n=1)
                 hint = f' (did you mean {close[0]!r}?)' if close else ''
                 raise click.BadParameter(f'unknown algorithm {part!r}{hint}; valid names: '
-                                         f'{", ".join(algos)}', param_hint="'--algo'")
+                                         f'{", ".join(base.algorithm_names())}', param_hint="'--algo'")
             if key not in out:
                 out.append(key)
     return out
