@@ -95,9 +95,13 @@ class Value:
     """A variable's reference value ``v`` and bound ``E`` on |computed - exact| (see :func:`evaluate`).
 
     ``add``: ``(sum of the terms' E, sum of the terms' |v| + E, number of
-    terms)`` when the variable ends a chain of additions; ``mul``: ``(product
-    of the factors' |v|, bound on how far the factors' errors move it, number
-    of roundings)`` when it ends a chain of products.
+    terms, number of float32 terms, their sum of |v| + E)`` when the variable
+    ends a chain of additions; ``mul``: ``(product of the factors' |v|, bound
+    on how far the factors' errors move it, number of roundings, number of
+    float32 factors)`` when it ends a chain of products. PyTensor may combine
+    a float64 chain's float32 terms in float32 first (the gradient of
+    ``x64 * x32 * x32`` is ``cast(sqr(x32), 'float64')``, and constants are
+    folded in their dtype).
     """
 
     def __init__(self, v, E=None, dtype=None, add=None, mul=None):
@@ -122,16 +126,34 @@ def _times(a, b):
     return L1 * L2, D1 * (L2 + D2) + L1 * D2
 
 
+def _narrow(x, dtype):
+    """Whether x is a term of a chain of a wider dtype (float32 in float64)."""
+    return x.dtype is not None and _float(x.dtype) and UNIT[x.dtype] > UNIT[dtype]
+
+
 def _factors(x, dtype):
     if x.mul is not None and x.dtype == dtype:
         return x.mul
-    return np.abs(x.v).astype(np.float64), x.E, 0
+    return np.abs(x.v).astype(np.float64), x.E, 0, int(_narrow(x, dtype))
 
 
 def _terms(x, dtype):
     if x.add is not None and x.dtype == dtype:
         return x.add
-    return x.E, x.hi, 1
+    narrow = _narrow(x, dtype)
+    return x.E, x.hi, 1, int(narrow), x.hi if narrow else 0.0
+
+
+def _in_float32(count, magnitude):
+    """The bound added when ``count`` float32 terms (or factors) of a chain are combined in float32 first."""
+    return gamma(count - 1, UNIT['float32']) * magnitude if count > 1 else 0.0
+
+
+def _adds(terms, u, reference):
+    """(S_E, S_hi, T, float32 terms, their S_hi) of a chain of additions of ``terms``, and its E."""
+    S_E, S_hi, T, T32, S32 = (sum(t[i] for t in terms) for i in range(5))
+    E = S_E + gamma(T - 1 + SLACK, u) * S_hi + (0 if reference else _in_float32(T32, S32))
+    return (S_E, S_hi, T, T32, S32), E
 
 
 def _uncertain(a, b):
@@ -163,7 +185,8 @@ def _exact_elemwise(node, ins, values):
         raise NotImplementedError(f'{node.op}: a non-float result of inexact values')
     spec = getattr(op, 'nfunc_spec', None)
     fn = getattr(np, spec[0]) if spec else np.frompyfunc(op.impl, len(ins), 1)
-    return Value(np.asarray(fn(*[i.v for i in ins])).astype(node.outputs[0].dtype))
+    dtype = node.outputs[0].dtype
+    return Value(np.asarray(fn(*[i.v for i in ins])).astype(dtype), None, dtype)
 
 
 def _elemwise(node, ins, impl, values):
@@ -176,12 +199,9 @@ def _elemwise(node, ins, impl, values):
     shape = np.broadcast_shapes(*[np.shape(i.v) for i in ins])
     v = [np.asarray(i.v, dtype=REF) for i in ins]
     if isinstance(op, ps.Add | ps.Sub):
-        terms = [_terms(i, dtype) for i in ins]
-        S_E, S_hi = sum(t[0] for t in terms), sum(t[1] for t in terms)
-        T = sum(t[2] for t in terms)
+        record, E = _adds([_terms(i, dtype) for i in ins], u, impl.reference)
         value = v[0] - v[1] if isinstance(op, ps.Sub) else sum(v[1:], v[0])
-        E = S_E + gamma(T - 1 + SLACK, u) * S_hi + T * tiny
-        return Value(value, E, dtype, add=(np.broadcast_to(S_E, shape), np.broadcast_to(S_hi, shape), T))
+        return Value(value, E + record[2] * tiny, dtype, add=record)
     if isinstance(op, ps.Neg):
         (x,) = ins
         return Value(-v[0], x.E, dtype, add=x.add if x.dtype == dtype else None,
@@ -196,7 +216,8 @@ def _elemwise(node, ins, impl, values):
             lo = np.abs(den.v).astype(np.float64)
             if np.any(lo <= den.E):
                 raise Undecided('a denominator within its error bound of 0')
-            factors = [_factors(num, dtype), (1 / lo, den.E / (lo * (lo - den.E)), 0)]
+            factors = [_factors(num, dtype),
+                       (1 / lo, den.E / (lo * (lo - den.E)), 0, int(_narrow(den, dtype)))]
             value = v[0] / v[1]
             rounds = 2  # the division, or a reciprocal and a product (fast-math)
         else:
@@ -213,8 +234,10 @@ def _elemwise(node, ins, impl, values):
         for f in factors[1:]:
             L, D = _times((L, D), f[:2])
         k = sum(f[2] for f in factors) + rounds
-        E = D + gamma(k + SLACK, u) * (L + D) + (k + 1) * tiny
-        return Value(value, E, dtype, mul=(np.broadcast_to(L, shape), np.broadcast_to(D, shape), k))
+        k32 = sum(f[3] for f in factors)
+        E = D + gamma(k + SLACK, u) * (L + D) + (0 if impl.reference else _in_float32(k32, L + D))
+        return Value(value, E + (k + 1) * tiny, dtype,
+                     mul=(np.broadcast_to(L, shape), np.broadcast_to(D, shape), k, k32))
     if isinstance(op, ps.Abs):
         (x,) = ins
         return Value(np.abs(v[0]), x.E, dtype, mul=x.mul if x.dtype == dtype else None)
@@ -290,8 +313,8 @@ def _moved(node, x, rest):
     """A view or copy of x's elements (DimShuffle, Subtensor, Reshape): the same for its bounds."""
     def move(a):
         return _perform(node, np.broadcast_to(a, np.shape(x.v)), rest)
-    add = None if x.add is None else (move(x.add[0]), move(x.add[1]), x.add[2])
-    mul = None if x.mul is None else (move(x.mul[0]), move(x.mul[1]), x.mul[2])
+    add = None if x.add is None else (move(x.add[0]), move(x.add[1]), *x.add[2:4], move(x.add[4]))
+    mul = None if x.mul is None else (move(x.mul[0]), move(x.mul[1]), *x.mul[2:])
     return Value(_perform(node, x.v, rest), move(x.E), x.dtype, add, mul)
 
 
@@ -299,18 +322,19 @@ def _sum(node, x, impl):
     dtype = node.outputs[0].dtype
     acc = getattr(node.op, 'acc_dtype', None) or dtype
     axes = tuple(range(np.ndim(x.v))) if node.op.axis is None else tuple(node.op.axis)
-    S_E, S_hi, T = _terms(x, dtype) if acc == dtype else (x.E, x.hi, 1)
-    T *= math.prod(np.shape(x.v)[a] for a in axes)
+    S_E, S_hi, T, T32, S32 = _terms(x, dtype) if acc == dtype else (x.E, x.hi, 1, 0, 0.0)
+    n = math.prod(np.shape(x.v)[a] for a in axes)
     shape = np.shape(x.v)
-    S_E = np.sum(np.broadcast_to(S_E, shape), axis=axes)
-    S_hi = np.sum(np.broadcast_to(S_hi, shape), axis=axes)
+    terms = [(np.sum(np.broadcast_to(a, shape), axis=axes), np.sum(np.broadcast_to(b, shape), axis=axes),
+              T * n, T32 * n, np.sum(np.broadcast_to(c, shape), axis=axes)) for a, b, c in [(S_E, S_hi, S32)]]
     precision = 'reference' if impl.reference else acc
     # any order of the T - 1 additions (the loop's, PyTensor's, NumPy's pairwise)
-    E = S_E + gamma(T - 1 + SLACK, UNIT[precision]) * S_hi + T * SUBNORMAL[precision]
+    record, E = _adds(terms, UNIT[precision], impl.reference)
+    E = E + record[2] * SUBNORMAL[precision]
     value = np.sum(np.asarray(x.v, dtype=REF), axis=axes)
     if UNIT[dtype] > UNIT[acc] and not impl.reference:  # the total rounded to its dtype
         E = E + UNIT[dtype] * (np.abs(value).astype(np.float64) + E) + SUBNORMAL[dtype]
-    return Value(value, E, dtype, add=(S_E, S_hi, T) if acc == dtype else None)
+    return Value(value, E, dtype, add=record if acc == dtype else None)
 
 
 def _increment(node, buf, inc, rest, impl):
@@ -319,13 +343,16 @@ def _increment(node, buf, inc, rest, impl):
     if node.op.set_instead_of_inc:
         return Value(value, _perform(node, np.array(np.broadcast_to(buf.E, np.shape(buf.v))),
                                      [inc.E, *rest]), dtype)
-    (bE, bhi, bT), (iE, ihi, iT) = _terms(buf, dtype), _terms(inc, dtype)
-    S_E = _perform(node, np.array(np.broadcast_to(bE, np.shape(buf.v))), [iE, *rest])
-    S_hi = _perform(node, np.array(np.broadcast_to(bhi, np.shape(buf.v))), [ihi, *rest])
-    T = bT + iT
+    b, i = _terms(buf, dtype), _terms(inc, dtype)
+
+    def placed(k):  # the terms' arrays, added where the increment goes
+        return _perform(node, np.array(np.broadcast_to(b[k], np.shape(buf.v)), dtype=np.float64),
+                        [np.asarray(i[k], dtype=np.float64), *rest])
     precision = 'reference' if impl.reference else dtype
-    E = S_E + gamma(T - 1 + SLACK, UNIT[precision]) * S_hi + T * SUBNORMAL[precision]
-    return Value(value, E, dtype, add=(S_E, S_hi, T))
+    record = (placed(0), placed(1), b[2] + i[2], b[3] + i[3], placed(4))
+    E = (record[0] + gamma(record[2] - 1 + SLACK, UNIT[precision]) * record[1]
+         + (0 if impl.reference else _in_float32(record[3], record[4])) + record[2] * SUBNORMAL[precision])
+    return Value(value, E, dtype, add=record)
 
 
 def _apply(node, ins, impl, values):
@@ -346,7 +373,7 @@ def _apply(node, ins, impl, values):
         storage = [[None] for _ in node.outputs]
         op.perform(node, [np.asarray(i.v).astype(var.dtype) for i, var in zip(ins, node.inputs)],
                    storage)
-        return [Value(np.asarray(s[0])) for s in storage]
+        return [Value(np.asarray(s[0]), None, o.dtype) for s, o in zip(storage, node.outputs)]
     raise NotImplementedError(f'no error bound for {op}')
 
 
@@ -368,12 +395,14 @@ def evaluate(outputs, givens, impl):
       reassociates them, the fused loops add their sums up in another order.
       A chain of T terms is within ``sum E_t + gamma_{T-1+SLACK} sum(|t| + E_t)``
       of the exact sum (Higham, Accuracy and Stability of Numerical
-      Algorithms, 2nd ed., section 3.1); a product of factors f within
+      Algorithms, 2nd ed., lemma 3.1 and section 4.2); a product of factors f within
       ``prod(|f| + E_f) - prod|f| + gamma_{k+SLACK} prod(|f| + E_f)``, k its
       roundings. SLACK = 2 roundings more per chain cover rewrites that move
       a factor or term across a chain's end (``sum(c x)`` -> ``c sum(x)``,
       ``exp(a) exp(b)`` -> ``exp(a + b)``, for which exp's argument is given
-      one rounding more too);
+      one rounding more too); float32 terms of a float64 chain may be
+      combined in float32 first (PyTensor rewrites the gradient of
+      ``x64 * x32 * x32`` into ``cast(sqr(x32), 'float64')``);
     - computes exp and tanh within ``impl``'s ulps (tanh and exp are
       1-Lipschitz and e^x-Lipschitz, which carries their input's error);
     - takes maximum, minimum, abs, switch and casts to a wider type exactly
@@ -437,7 +466,9 @@ LEAVES = ('in', 'view', 'scalar', 'const')
 def expressions(leaves, conditions):
     """Specs (nested tuples) of elementwise compositions of ``leaves``; ``where`` tests a ``conditions`` leaf.
 
-    Each has at least one operation and one leaf that is not a constant.
+    Each is nonlinear in a leaf that is not a constant: PyTensor rewrites the
+    sum of a linear term (``sum(-x)``, ``sum(3 x)``) into a sum of the input,
+    with no elementwise operation left to fuse.
     """
     def extend(children):
         return st.sampled_from('uubbbw').flatmap(lambda kind: {
@@ -445,7 +476,7 @@ def expressions(leaves, conditions):
             'b': st.tuples(st.sampled_from(BINARY), children, children),
             'w': st.tuples(st.just('where'), conditions, children, children)}[kind])
     return st.recursive(leaves, extend, max_leaves=5).map(
-        lambda spec: ('sqr', spec) if spec[0] in LEAVES else spec).filter(varies)
+        lambda spec: ('sqr', spec) if spec[0] in LEAVES else spec).filter(nonlinear)
 
 
 def varies(spec):
@@ -453,6 +484,19 @@ def varies(spec):
     if spec[0] in LEAVES:
         return spec[0] in ('in', 'view')
     return any(varies(child) for child in spec[2 if spec[0] == 'where' else 1:])
+
+
+def nonlinear(spec):
+    """Whether a spec has a nonlinear operation of a leaf that :func:`varies`."""
+    kind = spec[0]
+    if kind in LEAVES:
+        return False
+    children = spec[2:] if kind == 'where' else spec[1:]
+    if kind in ('sqr', 'pow2', 'abs', 'tanh', 'exp', 'max', 'div', 'where'):
+        return any(varies(child) for child in children)
+    if kind == 'mul' and all(varies(child) for child in children):
+        return True
+    return any(nonlinear(child) for child in children)
 
 
 def build(spec, leaf):
@@ -510,10 +554,11 @@ def compile_and_compare(inputs, givens, outputs, updates, what):
         for p in targets:
             p.set_value(start[p].copy())
         results[name] = [np.array(o) for o in fn(*args)] + [p.get_value() for p in targets]
-    # Not a bound that anything passes: at most 1e-9 (1e-3 where float32 is computed) of the
-    # output's largest value, far below a term left out, added twice or shifted by one.
+    # Not a bound that anything passes: at most 1e-6 (1e-3 where float32 is computed) of the
+    # output's largest value, below a term (of order 1) left out, added twice or shifted by
+    # one even in a cancelling sum of 32,771 (the bound of a sum is then ~n eps sum|terms|).
     narrow = any(getattr(v, 'dtype', None) == 'float32' for v in _compat.ancestors(exprs))
-    tightness = 1e-3 if narrow else 1e-9
+    tightness = 1e-3 if narrow else 1e-6
     ratio = 0.0
     for j, (want, bound) in enumerate(refs):
         out = f'{what}: output {j}' if j < len(outputs) else f'{what}: new {targets[j - len(outputs)]}'
@@ -623,7 +668,7 @@ def sums_graph(case):
 def test_fused_sums_of_generated_elementwise_graphs():
     stats = collections.Counter()
 
-    @settings(SETTINGS, max_examples=20)
+    @settings(SETTINGS, max_examples=18)
     @given(sums_cases())
     def check(case):
         inputs, givens, outputs, updates = sums_graph(case)
@@ -641,12 +686,11 @@ def test_fused_sums_of_generated_elementwise_graphs():
 
 class StencilCase(NamedTuple):
     n: int
-    #: Every view is x[a:n - (window - a)], 0 <= a <= window.
-    window: int
     #: Whether a second vector y (of the same length) is sliced too.
     two: bool
     dtype: str
-    #: (spec, coefficient) of each summed term of the loss.
+    #: (spec, coefficient, window) of each summed term of the loss: its views are
+    #: x[a:n - (window - a)], 0 <= a <= window (terms of other windows make other loops).
     terms: tuple
     #: 'none' (loss and gradients), 'sgd', 'rmsprop' (updates, the loss), 'sgd+grad' (both).
     update: str
@@ -658,20 +702,21 @@ def rosenbrock_case(n, update):
     x0, x1 = ('view', 0, 0), ('view', 0, 1)
     spec = ('add', ('mul', ('const', 100.0), ('pow2', ('sub', x1, ('pow2', x0)))),
             ('pow2', ('sub', ('const', 1.0), x0)))
-    return StencilCase(n, 1, False, 'float64', ((spec, 1.0),), update, 0)
+    return StencilCase(n, False, 'float64', ((spec, 1.0, 1),), update, 0)
 
 
 @st.composite
 def stencil_cases(draw):
     n = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 9, 16, 2 * BLOCK + 3]))  # and blocks of the folded update
-    window = draw(st.integers(1, 3))
     two = draw(st.booleans())
-    views = st.tuples(st.just('view'), st.integers(0, int(two)), st.integers(0, window))
-    leaves = st.one_of(views, views, views, st.just(('scalar',)),
-                       st.tuples(st.just('const'), st.sampled_from(CONSTANTS)))
-    spec = expressions(leaves, views)
-    terms = draw(st.lists(st.tuples(spec, st.sampled_from([1.0, 0.5, -2.0])), min_size=1, max_size=2))
-    return StencilCase(n, window, two, draw(st.sampled_from(['float32', 'float64'])), tuple(terms),
+
+    def term(window):
+        views = st.tuples(st.just('view'), st.integers(0, int(two)), st.integers(0, window))
+        leaves = st.one_of(views, views, views, st.just(('scalar',)),
+                           st.tuples(st.just('const'), st.sampled_from(CONSTANTS)))
+        return st.tuples(expressions(leaves, views), st.sampled_from([1.0, 0.5, -2.0]), st.just(window))
+    terms = draw(st.lists(st.sampled_from([1, 2, 3, 0]).flatmap(term), min_size=1, max_size=2))
+    return StencilCase(n, two, draw(st.sampled_from(['float32', 'float64'])), tuple(terms),
                        draw(st.sampled_from(['sgd', 'rmsprop', 'none', 'sgd+grad'])),
                        draw(st.integers(0, 2 ** 16)))
 
@@ -684,15 +729,15 @@ def stencil_graph(case):
     s = pt.scalar('s', dtype=dtype)
     givens = {s: np.asarray(rng.uniform(0.5, 1.5), dtype=dtype)}
 
-    def leaf(spec):
+    def leaf(spec, window):
         if spec[0] == 'view':
             _, base, a = spec
-            b = case.window - a
+            b = window - a
             return bases[base][a:-b] if b else bases[base][a:]
         return s if spec[0] == 'scalar' else constant(spec[1], dtype)
     loss = 0
-    for spec, coef in case.terms:
-        term = build(spec, leaf)
+    for spec, coef, window in case.terms:
+        term = build(spec, lambda leaf_spec: leaf(leaf_spec, window))
         loss = loss + constant(coef, term.dtype) * term.sum()
     grads = pytensor.grad(loss, bases, disconnected_inputs='ignore')
     lr = constant(1e-2, dtype)
@@ -714,7 +759,7 @@ def stencil_graph(case):
 def test_stencil_loops_of_generated_slice_graphs():
     stats = collections.Counter()
 
-    @settings(SETTINGS, max_examples=18)
+    @settings(SETTINGS, max_examples=16)
     @given(stencil_cases())
     @example(rosenbrock_case(7, 'none'))
     @example(rosenbrock_case(2 * BLOCK + 3, 'rmsprop'))
@@ -736,22 +781,27 @@ def test_stencil_loops_of_generated_slice_graphs():
 
 # --- the bounds themselves ----------------------------------------------------------------
 
-def test_the_bounds_hold_for_numpy_and_a_small_perturbation_breaks_them():
-    """PyTensor's Python ops (NumPy) stay within the bounds; a result off by 1e-10 does not."""
+@pytest.mark.parametrize('b_dtype, perturbation', [('float64', 1e-10), ('float32', 1e-4)])
+def test_the_bounds_hold_for_numpy_and_a_small_perturbation_breaks_them(b_dtype, perturbation):
+    """PyTensor's Python ops (NumPy) stay within the bounds; a result off by a little does not.
+
+    With a float32 input, float32 rounding (6e-8) is the resolution.
+    """
     rng = np.random.default_rng(3)
-    a, b = pt.dmatrix('a'), pt.fmatrix('b', shape=(1, None))
+    a, b = pt.dmatrix('a'), pt.matrix('b', dtype=b_dtype, shape=(1, None))
     x = pt.dvector('x')
     e = pt.switch(a > 0, pt.maximum(a * b, a / (1 + pt.sqr(b))), pt.cast(b, 'float64') ** 2 - a)
     walk = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
     loss = pt.sqr(e).mean() + 0.5 * e.sum() + walk
     outs = [loss, *pytensor.grad(loss, [a, b, x])]
-    givens = {a: rng.uniform(-2, 2, (5, 3)), b: rng.uniform(-2, 2, (1, 3)).astype('float32'),
+    givens = {a: rng.uniform(-2, 2, (5, 3)), b: rng.uniform(-2, 2, (1, 3)).astype(b_dtype),
               x: rng.uniform(-2, 2, 9)}
     got = pytensor.function(list(givens), outs, mode=Mode(linker='py', optimizer=None))(*givens.values())
     for j, ((want, bound), value) in enumerate(zip(bounds(outs, givens), got)):
         assert within(value, want, bound['stock'] + bound['reference'], f'output {j}') <= 1
         with pytest.raises(AssertionError, match='more than the bound'):
-            within(value * (1 + 1e-10) + 1e-300, want, bound['stock'] + bound['reference'], f'output {j}')
+            within(value * (1 + perturbation) + 1e-300, want, bound['stock'] + bound['reference'],
+                   f'output {j}')
     # the gradient of maximum(y, y): either input's, by a rounding
     y = pt.dvector('y')
     with pytest.raises(Undecided):
