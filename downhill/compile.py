@@ -281,16 +281,11 @@ class Background:
             self.switched = True
         return final
 
-    def _switch(self):
-        if self.wait() is None:  # cannot happen: wait() without a timeout returns or raises
-            raise RuntimeError(f'compiling {self.name} finished without a function')
-        return self.final
-
     def __call__(self, *args):
         if self.switched:
             return self.final(*args)
         if self.calls >= self.quick_calls or (self._leader is not None and self._leader.switched):
-            return self._switch()(*args)
+            return self.wait()(*args)  # no timeout: the final function, or its compile error
         self.calls += 1
         if self._owed and self._owed >= self.burst * self.yield_share:
             # leave the GIL to the compiler for as long as the last calls held it (yield_share);
