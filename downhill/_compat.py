@@ -25,6 +25,7 @@ PYTENSOR_VERSION = tuple(int(p) for p in pytensor.__version__.split('.')[:2] if 
 
 __all__ = [
     'DisconnectedInputError', 'RandomVariable', 'ancestors', 'applys_between', 'explicit_graph_inputs',
+    'failing_node',
     'graph_inputs', 'hessian_vector', 'l2_norm', 'random_normal', 'shared_generator',
 ]
 
@@ -99,6 +100,38 @@ def random_normal(rng, shape, dtype):
     except TypeError:  # PyTensor 2.x has no return_next_rng
         draw = normal(0.0, 1.0, size=shape, rng=rng, dtype=dtype)
         return draw.owner.outputs[0], draw
+
+
+def failing_node(inputs, outputs, values):
+    """Where the graph from ``inputs`` to ``outputs`` fails on ``values``: ``(error, culprits)``.
+
+    The graph, as written (no rewrites), is run one node at a time with
+    PyTensor's Python implementations (``PerformLinker.make_all``, the
+    linker interface since Theano); at the first node that raises, returns
+    its error and the variables it depends on (of ``inputs`` and the shared ones);
+    ``(None, [])`` when the graph runs through. None when this PyTensor's
+    linker does not have that shape (then the caller names every input).
+    """
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.link.basic import PerformLinker
+    inputs = list(inputs)
+    shared = [v for v in graph_inputs(outputs) if isinstance(v, SharedVariable) and v not in inputs]
+    try:
+        fgraph = FunctionGraph(inputs + shared, list(outputs), clone=True)
+        _, storage, _, thunks, order = PerformLinker().accept(fgraph).make_all()
+        for cell, value in zip(storage, list(values) + [v.get_value(borrow=True) for v in shared]):
+            cell.storage[0] = value
+    except Exception as err:  # noqa: BLE001 -- an explanation only: the caller names every input
+        log.debug('cannot run the graph node by node (%s: %s)', type(err).__name__, err)
+        return None
+    for thunk, node in zip(thunks, order):
+        try:
+            thunk()
+        except Exception as err:  # noqa: BLE001 -- this node's error is the answer
+            above = set(ancestors(node.inputs))
+            return err, [var for var, clone in zip(inputs + shared, fgraph.inputs) if clone in above]
+    return None, []
 
 
 def compiles_quickly(mode):

@@ -7,6 +7,7 @@ compiling, feeding data, monitoring, early stopping and logging.
 """
 
 import collections
+import collections.abc
 import difflib
 import functools
 import logging
@@ -22,7 +23,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
 from . import checkpoint as checkpoints
-from . import compile as compiling, graph, hyperparams, interrupts, nonfinite, schedules, transforms
+from . import compile as compiling, diagnose, graph, hyperparams, interrupts, nonfinite, schedules, transforms
 from .dataset import Batches, Dataset, Passes, as_dataset
 from .fast_tanh import calls_libm_tanh
 from .logs import IMPROVED, Progress, format_monitors
@@ -265,6 +266,9 @@ class Optimizer:
             return params
         if isinstance(params, Variable):
             params = [params]
+        if not isinstance(params, collections.abc.Iterable) or isinstance(params, (str, bytes)):
+            raise TypeError(f'params must be a shared variable or a list of them, got '
+                            f'{hyperparams.shown(params)}')
         params = list(params)
         if not params:
             raise ValueError('params is empty: there is nothing to optimize')
@@ -470,7 +474,8 @@ class Optimizer:
         """
         for old in CLIP_SYNONYMS:
             if old in unknown:
-                value = unknown.pop(old)
+                # checked under the name the caller wrote, then used as max_gradient_elem
+                value = hyperparams.number(old, unknown.pop(old), low=0)
                 if not max_gradient_elem:
                     max_gradient_elem = value
         hyperparams.reject_unknown(f'{type(self).__name__}', unknown, self._valid_keywords())
@@ -796,6 +801,11 @@ class Optimizer:
                 raise ValueError(f'a batch of {where} holds {len(batch)} arrays but the loss has '
                                  f'{n} inputs ({names})')
             return [conv(x) for conv, x in zip(converters, batch)] if n else ()
+
+        def explain(err, values):
+            """The error of downhill's own naming the input behind ``err``, or None."""
+            return diagnose.explain(inputs, self._monitor_exprs, values, where, err)
+        feed.explain = explain
         return feed
 
     # ------------------------------------------------------------------ params
@@ -986,17 +996,18 @@ class Optimizer:
             For a bad argument, before anything changes (the optimizer's
             shared variables keep their values).
         """
-        settings = self._settings()
+        undo = _Undo(self)
         try:
             run = self._start(train, valid, max_updates, patience, validate_every, min_improvement,
-                              batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs)
+                              batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs,
+                              undo)
         except BaseException:
-            self._restore_settings(settings)
+            undo.apply()
             raise
-        return self._loop(*run)
+        return self._loop(*run, undo)
 
     def _start(self, train, valid, max_updates, patience, validate_every, min_improvement,
-               batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs):
+               batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs, undo):
         """Check every argument, resume from a checkpoint if any, compile: the loop's arguments."""
         number = hyperparams.number
         max_updates = None if max_updates is None else number('max_updates', max_updates, low=0, integer=True)
@@ -1024,6 +1035,7 @@ class Optimizer:
             if reset:
                 log.warning('reset=True is ignored: resuming from the checkpoint %s', resume.path)
         elif reset:
+            undo.keep(self._states.values())
             self.reset_state()
         step = self._compiled_step()
         if self.on_nonfinite == 'skip' and nonfinite.SKIPPED not in self._states:
@@ -1043,6 +1055,7 @@ class Optimizer:
             state = checkpoints.LoopState()
         else:
             if loaded:
+                undo.keep([*self._params, *self._states.values()])
                 checkpoints.restore(self, resume)
             checkpoints.restore_data(resume, 'train', train)
             if valid is not train:
@@ -1097,8 +1110,9 @@ class Optimizer:
         """
         return _pass_runner(step, feed, train, names)
 
-    def _loop(self, step, evaluate, train, valid, max_updates, state, checkpoint, resumed):
+    def _loop(self, step, evaluate, train, valid, max_updates, state, checkpoint, resumed, undo):
         label = type(self).__name__
+        undo.keep_data(train, valid)
         names = self._monitor_names
         path, every = checkpoint
         signals = interrupts.Interrupts(enabled=path is not None)
@@ -1115,7 +1129,9 @@ class Optimizer:
         skipped_at_start = 0 if skipped is None else int(skipped.get_value())
         skip_log = nonfinite.SkipLog(label, skipped_at_start)
         if not resumed:
+            undo.keep(self._constraints)
             self._project_start()
+            self._best_params = None  # new arrays: the last run's best stay with ``undo``
             self._best_params = self._snapshot()
         reason, validate_last = None, False
         validate_every = self.validate_every
@@ -1165,6 +1181,7 @@ class Optimizer:
                         run_train, settle = final, None
                 iteration += 1
                 state.iteration = iteration
+                undo = None  # an update was made: from now on, a failure keeps the best parameters
                 if clock() >= progress_due:
                     progress_due = progress(iteration, training)
                 if stop_on_nonfinite:
@@ -1188,7 +1205,11 @@ class Optimizer:
                     raise
                 signals.active = True
         except BaseException as err:
-            if not isinstance(err, GeneratorExit):
+            if undo is not None and isinstance(err, Exception):
+                log.error('%s stopped by %s before its first update; putting everything back',
+                          label, type(err).__name__)
+                undo.apply()
+            elif not isinstance(err, GeneratorExit):
                 log.error('%s stopped by %s at iteration %d; restoring the best parameters',
                           label, type(err).__name__, state.iteration)
                 self.set_params('best')
@@ -1297,6 +1318,34 @@ class Optimizer:
         return result
 
 
+class _Undo:
+    """What a call of :meth:`Optimizer.iterate` changed before its first update, to put back.
+
+    The settings (attributes and hyperparameters) are recorded at once; the
+    values of shared variables, and data positions, only just before the call
+    changes them (a reset, a resumed checkpoint, a projection of the start),
+    so that a call that changes nothing copies no parameter.
+    """
+
+    def __init__(self, opt):
+        self.opt, self.settings, self.values, self.positions = opt, opt._settings(), {}, []
+
+    def keep(self, variables):
+        for var in variables:
+            if id(var) not in self.values:
+                self.values[id(var)] = var, var.get_value()
+
+    def keep_data(self, *datasets):
+        self.positions = [(d, d.state()) for d in datasets if isinstance(d, Dataset)]
+
+    def apply(self):
+        for var, value in self.values.values():
+            var.set_value(value)
+        for data, position in self.positions:
+            data.restore(position)
+        self.opt._restore_settings(self.settings)
+
+
 def _checkpoint_path(path):
     """``path`` as a str, refused now if a checkpoint could not be written there later."""
     if not isinstance(path, (str, bytes, os.PathLike)):
@@ -1369,18 +1418,22 @@ def _pass_runner(fn, feed, data, names):
             return _switching_runner(fn, feed, data, names)
         fn = fn.final
     monitors = _monitor_maker(tuple(names))
+    explain = getattr(feed, 'explain', None)
     if isinstance(data, Batches):
         batches = _NamedList((feed(batch) for batch in data), data.name)
         if len(batches) == 1:
             args = batches[0]
 
             def one_batch():
-                return monitors(fn(*args))
+                try:
+                    return monitors(fn(*args))
+                except Exception as err:
+                    _raise_explained(err, _as_given, args, explain)
             return one_batch
-        return functools.partial(_run_pass, fn, _as_given, batches, batches.name, monitors)
+        return functools.partial(_run_pass, fn, _as_given, batches, batches.name, monitors, explain)
     if isinstance(data, Passes):  # one frame less per pass: iterate what the user gave
-        return functools.partial(_run_pass, fn, feed, data.iterable, data.name, monitors)
-    return functools.partial(_run_pass, fn, feed, data, data.name, monitors)
+        return functools.partial(_run_pass, fn, feed, data.iterable, data.name, monitors, explain)
+    return functools.partial(_run_pass, fn, feed, data, data.name, monitors, explain)
 
 
 @functools.lru_cache(maxsize=64)
@@ -1441,10 +1494,11 @@ class _NamedList(list):
 _NO_BATCH = object()
 
 
-def _run_pass(fn, feed, data, name, monitors):
+def _run_pass(fn, feed, data, name, monitors, explain=None):
     """Call ``fn`` on every batch of one pass over ``data`` (named ``name``); average each output.
 
-    ``monitors`` (from :func:`_monitor_maker`) names the averages.
+    ``monitors`` (from :func:`_monitor_maker`) names the averages; ``explain``
+    (the feeder's) turns an error of ``fn`` on a batch into one naming the input.
     """
     # the first batch apart: a pass of one batch (the full-batch case) pays
     # for no loop and no division
@@ -1452,18 +1506,40 @@ def _run_pass(fn, feed, data, name, monitors):
     batch = next(batches, _NO_BATCH)
     if batch is _NO_BATCH:
         raise ValueError(f'{name} produced no batches')
-    out = fn(*feed(batch))
-    batch = next(batches, _NO_BATCH)
-    if batch is _NO_BATCH:
-        return monitors(out)
-    totals = list(map(float, out))
-    count = 1
-    while batch is not _NO_BATCH:
-        for i, v in enumerate(fn(*feed(batch))):
-            totals[i] += float(v)
-        count += 1
+    try:  # costs nothing until it catches
+        out = fn(*feed(batch))
         batch = next(batches, _NO_BATCH)
+        if batch is _NO_BATCH:
+            return monitors(out)
+        totals = list(map(float, out))
+        count = 1
+        while batch is not _NO_BATCH:
+            for i, v in enumerate(fn(*feed(batch))):
+                totals[i] += float(v)
+            count += 1
+            batch = next(batches, _NO_BATCH)
+    except Exception as err:
+        _raise_explained(err, feed, batch, explain)
     return monitors([v / count for v in totals])
+
+
+def _raise_explained(err, feed, batch, explain):
+    """Raise the error naming the input of ``batch`` behind ``err`` if there is one, else ``err``.
+
+    An error of the data's own (the feeder's checks, a generator that
+    raised) is raised as it is: feeding the batch again raises it again, or
+    the graph runs on the batch without an error.
+    """
+    if explain is None or batch is _NO_BATCH:
+        raise err
+    try:
+        values = feed(batch)
+    except Exception:  # noqa: BLE001 -- the feeder's own error is the one to report: ``err``
+        raise err from None
+    found = explain(err, values)
+    if found is None:
+        raise err
+    raise found from err
 
 
 def _converter(var, index, where):
@@ -1476,13 +1552,13 @@ def _converter(var, index, where):
 
     if any(s is not None for s in static):
         def convert(x):  # with trust_input the static shape is checked here
-            if (type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim
+            if (type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.size
                     and all(w is None or w == g for w, g in zip(static, x.shape))):
                 return x
             return _coerce(x)
     else:
         def convert(x):
-            if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim:
+            if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.size:
                 return x
             return _coerce(x)
 
@@ -1514,6 +1590,10 @@ def _converter(var, index, where):
                 raise TypeError(f'{where}: {label} expects {dtype}, got {arr.dtype} data; casting '
                                 f'{arr.dtype} to {dtype} would lose information, so convert it yourself')
             arr = arr.astype(dtype)
+        if arr.size == 0:
+            # the loss of no rows is a mean over nothing: a NaN monitor, not a result
+            raise ValueError(f'{where}: {label} got an empty array (shape {arr.shape}); '
+                             'every batch needs at least one element per input')
         for axis, (want, got) in enumerate(zip(var.type.shape, arr.shape)):
             if want is not None and want != got:
                 raise ValueError(f'{where}: {label} expects length {want} along axis {axis}, '

@@ -108,6 +108,9 @@ class Dataset:
         Dataset._count += 1
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
             raise TypeError(f'batch_size must be an int, got {batch_size!r}')
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f'axis must be an int (the axis along which arrays are split into '
+                            f'batches), got {axis!r} ({type(axis).__name__})')
         if iteration_size is not None and (
                 isinstance(iteration_size, bool) or not isinstance(iteration_size, numbers.Integral)
                 or iteration_size < 0):

@@ -75,15 +75,27 @@ def halflife(name, value):
 
 def flag(name, value):
     """A boolean flag (bools, 0/1 and numpy bools accepted)."""
-    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    # ``value in (0, 1)`` only for plain numbers: an array would make it ambiguous
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return bool(value)
-    raise TypeError(f'{name} must be True or False, got {value!r}')
+    raise TypeError(f'{name} must be True or False, got {shown(value)}')
 
 
 def choice(name, value, options):
-    if value not in options:
-        raise ValueError(f'{name} must be one of {", ".join(map(repr, options))}, got {value!r}')
+    """``value`` if it is one of ``options`` (strings), else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f'{name} must be one of {", ".join(map(repr, options))}, got {shown(value)}')
     return value
+
+
+def shown(value):
+    """``value`` for a message: its repr, shortened, and its type unless that is plain."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + '...'
+    return text if type(value) in (bool, str, int, float) else f'{text} ({type(value).__name__})'
 
 
 def warn_if(condition, message, *args):

@@ -44,7 +44,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import graph, hyperparams, linesearch
+from . import graph, hyperparams, linesearch, nonfinite
 from .base import CLIP_SYNONYMS, Optimizer, StopTraining, _REGISTRY, _algorithm_key
 from .dataset import as_dataset
 from .objective import FlatObjective, all_batches
@@ -297,13 +297,15 @@ class FullBatchOptimizer(Optimizer):
         self._x, self._monitors, self._g, self._f = x, monitors, grad, monitors[0]
         if saved is not None:
             self._compare_saved(saved)
+        start = None
         if not math.isfinite(self._f):
+            # the loop's on_nonfinite='stop' policy, as for a per-batch step: stop, keep the start
             self._x = None  # no point to save or start from: the next run evaluates afresh
-            raise ValueError(f'{type(self).__name__}: the loss at the starting point is {self._f}')
+            start = nonfinite.reason('training', names[0], self._f, self.update_count.get_value())
         OrderedDict = collections.OrderedDict
 
         def run():
-            reason = self._converged() or self._stop
+            reason = start or self._converged() or self._stop
             if reason:
                 raise StopTraining(reason)
             f = self._f
