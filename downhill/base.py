@@ -968,9 +968,11 @@ class Optimizer:
             A checkpoint file (see :meth:`save`). If it exists, the run
             resumes from it (parameters, state, counters, dataset positions);
             it is written every ``checkpoint_every`` iterations and when the
-            loop stops (also on Ctrl-C and SIGTERM; a SIGTERM stops the loop
-            after the current iteration). When the loop stops because the
-            parameters are no longer finite, the last good file is kept.
+            loop stops. A Ctrl-C or SIGTERM, whenever it comes, stops the
+            loop at the end of the current iteration (the final checkpoint
+            is of that iteration); a second one stops at once, and the file
+            keeps the last iteration written. When the loop stops because
+            the parameters are no longer finite, the last good file is kept.
         checkpoint_every : int, optional
             Iterations between checkpoints (default: ``validate_every``).
         on_nonfinite : {'stop', 'skip'}
@@ -1112,12 +1114,11 @@ class Optimizer:
 
     def _loop(self, step, evaluate, train, valid, max_updates, state, checkpoint, resumed, undo):
         label = type(self).__name__
-        undo.keep_data(train, valid)
         names = self._monitor_names
         path, every = checkpoint
         signals = interrupts.Interrupts(enabled=path is not None)
         feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
-        run_train = self._train_runner(signals.wrap(step), feed_train, train, names)
+        run_train = self._train_runner(step, feed_train, train, names)
         # a runner for a step still compiling is replaced by the final one's
         # own runner as soon as that is ready, so no switch is left in the loop
         settle = getattr(run_train, 'settled', None)
@@ -1128,11 +1129,6 @@ class Optimizer:
         skipped = self._states.get(nonfinite.SKIPPED)
         skipped_at_start = 0 if skipped is None else int(skipped.get_value())
         skip_log = nonfinite.SkipLog(label, skipped_at_start)
-        if not resumed:
-            undo.keep(self._constraints)
-            self._project_start()
-            self._best_params = None  # new arrays: the last run's best stay with ``undo``
-            self._best_params = self._snapshot()
         reason, validate_last = None, False
         validate_every = self.validate_every
         # the counters are locals in the hot path, copied to ``state`` (what save() reads) each time
@@ -1143,6 +1139,12 @@ class Optimizer:
         # then, one comparison per iteration stands for both
         due = iteration
         try:
+            undo.keep_data(train, valid)
+            if not resumed:
+                undo.keep(self._constraints)
+                self._project_start()
+                self._best_params = None  # new arrays: the last run's best stay with ``undo``
+                self._best_params = self._snapshot()
             while True:
                 if iteration >= due:
                     if max_updates is not None and iteration >= max_updates:
@@ -1164,7 +1166,7 @@ class Optimizer:
                     if max_updates is not None:
                         due = min(due, max_updates)
                 if signals.terminate:
-                    reason = 'SIGTERM received'
+                    reason = signals.reason
                     break
                 try:
                     training = run_train()
@@ -1200,10 +1202,14 @@ class Optimizer:
                     yield training, validation
                 except GeneratorExit:
                     # the caller stopped iterating: this is a clean point to save
+                    signals.active = True
                     if path is not None:
                         self._write_checkpoint(path)
                     raise
                 signals.active = True
+            # still with the handlers: a Ctrl-C now waits for the final checkpoint
+            self._finish(reason, validate_last, state, run_valid, valid, None if signals.abandoned
+                         else path, skipped, skipped_at_start)
         except BaseException as err:
             if undo is not None and isinstance(err, Exception):
                 log.error('%s stopped by %s before its first update; putting everything back',
@@ -1218,6 +1224,10 @@ class Optimizer:
             signals.uninstall()
             state.release()
             progress.close()
+
+    def _finish(self, reason, validate_last, state, run_valid, valid, path, skipped, skipped_at_start):
+        """End a run: the final checkpoint (to ``path``, if any), the last validation, the best parameters."""
+        label = type(self).__name__
         if skipped is not None and int(skipped.get_value()) > skipped_at_start:
             reason += (f'; {int(skipped.get_value()) - skipped_at_start} updates skipped for '
                        'non-finite values')
@@ -1336,7 +1346,8 @@ class _Undo:
                 self.values[id(var)] = var, var.get_value()
 
     def keep_data(self, *datasets):
-        self.positions = [(d, d.state()) for d in datasets if isinstance(d, Dataset)]
+        datasets = {id(d): d for d in datasets if isinstance(d, Dataset)}.values()
+        self.positions = [(d, d.state()) for d in datasets]
 
     def apply(self):
         for var, value in self.values.values():

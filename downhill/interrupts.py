@@ -1,15 +1,17 @@
-"""Signals while the training loop runs: stop cleanly, never in the middle of a step.
+"""Signals while the training loop runs: stop cleanly, at the end of an iteration.
 
-A compiled step writes several shared variables one after the other (the
-parameter, its velocity, the moments, the update counter). A
-KeyboardInterrupt raised between two of those writes would leave them
-inconsistent, and a checkpoint written then could not be resumed exactly. So
-while a loop that writes checkpoints runs in the main thread:
+A checkpoint is only exact at the end of an iteration: the parameters, the
+algorithm state, the counters and the data's position all belong to the
+same completed iteration. So while a loop that writes checkpoints runs in
+the main thread:
 
-- SIGINT (Ctrl-C) raises KeyboardInterrupt as usual, except inside a step,
-  where it is held until the step returns;
-- SIGTERM asks the loop to stop after the current iteration (it then writes
-  its final checkpoint and returns); a second SIGTERM acts like Ctrl-C.
+- SIGINT (Ctrl-C) and SIGTERM ask the loop to stop after the current
+  iteration: it finishes its pass (or its validation, or the checkpoint it
+  is writing), writes its final checkpoint, restores the best parameters
+  and returns. A Ctrl-C is never lost, whatever the loop is doing.
+- A second SIGINT (or SIGTERM) stops at once with a KeyboardInterrupt: the
+  best parameters are kept and the checkpoint file keeps the last iteration
+  written (a half-done iteration is never saved).
 
 The handlers are installed when the loop starts and removed (the previous
 ones put back) when it ends. While the caller's code runs between two yielded
@@ -19,9 +21,12 @@ the process ends). Switching between the two costs an attribute write per
 iteration, not a ``signal.signal`` call (about 3 us each).
 """
 
+import logging
 import os
 import signal
 import threading
+
+log = logging.getLogger('downhill')
 
 
 class Interrupts:
@@ -35,12 +40,14 @@ class Interrupts:
 
     def __init__(self, enabled):
         self.enabled = bool(enabled) and threading.current_thread() is threading.main_thread()
-        #: True once a SIGTERM arrived: the loop stops after this iteration.
+        #: True once a SIGINT or SIGTERM arrived: the loop stops after this iteration.
         self.terminate = False
+        #: Why: ``'interrupted'`` (SIGINT) or ``'SIGTERM received'``.
+        self.reason = None
+        #: True once a second signal stopped the loop at once, in the middle of an iteration.
+        self.abandoned = False
         #: True while the loop's own code runs (False while the caller's runs).
         self.active = False
-        self._busy = False
-        self._pending = False
         self._saved = None
 
     def install(self):
@@ -62,28 +69,24 @@ class Interrupts:
             signal.signal(signum, signal.SIG_DFL if old is None else old)
         self._saved = None
 
-    def wrap(self, step):
-        """``step`` made atomic with respect to SIGINT (``step`` itself when disabled).
-
-        The result calls ``step`` and passes any attribute through, so an
-        algorithm whose step is an object (a full-batch objective) still
-        sees its methods.
-        """
-        return _AtomicStep(self, step) if self.enabled else step
-
     def _on_interrupt(self, signum, frame):
-        if self._busy and self.active:
-            self._pending = True
-            return
-        raise KeyboardInterrupt
+        if not self.active:
+            raise KeyboardInterrupt
+        self._stop('interrupted', 'Ctrl-C')
 
     def _on_terminate(self, signum, frame):
         if not self.active:
             self._previous_terminate(signum, frame)
             return
+        self._stop('SIGTERM received', 'SIGTERM')
+
+    def _stop(self, reason, name):
         if self.terminate:
-            self._on_interrupt(signum, frame)
-        self.terminate = True
+            self.abandoned = True
+            raise KeyboardInterrupt
+        self.terminate, self.reason = True, reason
+        log.warning('%s: stopping after this iteration (again to stop at once, without a final '
+                    'checkpoint)', name)
 
     def _previous_terminate(self, signum, frame):
         old = self._saved.get(signal.SIGTERM)
@@ -93,24 +96,3 @@ class Interrupts:
         # the default action: end the process, as if we were not here
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-class _AtomicStep:
-    """A compiled step during which a SIGINT is held back (see :meth:`Interrupts.wrap`)."""
-
-    def __init__(self, signals, step):
-        self._signals, self._step = signals, step
-
-    def __call__(self, *args):
-        signals = self._signals
-        signals._busy = True
-        try:
-            return self._step(*args)
-        finally:
-            signals._busy = False
-            if signals._pending:
-                signals._pending = False
-                raise KeyboardInterrupt
-
-    def __getattr__(self, name):
-        return getattr(self._step, name)
