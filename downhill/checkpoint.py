@@ -23,6 +23,11 @@ Files are written atomically: to a temporary file in the same directory,
 flushed and fsync'ed, then renamed over the old one (``os.replace``), so a
 crash while writing leaves the previous checkpoint whole.
 
+:func:`read` refuses anything else with a :class:`CheckpointError` naming the file
+and the culprit, before it blocks (a FIFO), allocates (an array header's claims are
+checked against the zip entry) or recurses without bound; :func:`check` then checks
+all that :func:`restore` uses, and :func:`restore` is whole or nothing.
+
 Compatibility: ``VERSION`` changes whenever the layout changes; this module
 reads every version up to its own and refuses newer ones with a message
 saying so.
@@ -33,13 +38,17 @@ import json
 import logging
 import math
 import os
+import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
 
 from . import _compat, graph
+from .dataset import Dataset
 
 log = logging.getLogger('downhill')
 
@@ -49,6 +58,12 @@ FORMAT = 'downhill-checkpoint'
 VERSION = 1
 #: Bit generators that a checkpoint may name; nothing else is looked up.
 _BIT_GENERATORS = ('PCG64', 'PCG64DXSM', 'MT19937', 'Philox', 'SFC64')
+#: Deflate expands data at most about 1032 times: a zip entry claiming more lies.
+_MAX_INFLATION = 1100
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and what is wrong."""
 
 
 class LoopState:
@@ -93,7 +108,13 @@ class LoopState:
         return out
 
     @classmethod
-    def from_json(cls, values):
+    def from_json(cls, values, path=None):
+        """The state that :meth:`to_json` wrote; a CheckpointError names a field that is not."""
+        _fields(path, 'loop', values, _LOOP)
+        for name in ('best_at', 'validated_at'):  # the loop only counts forwards
+            if values[name] is not None and values[name] > values['iteration']:
+                raise _corrupted(path, f'loop.{name} {values[name]} is after loop.iteration '
+                                       f'{values["iteration"]}')
         state = cls(**{k: values[k] for k in cls.FIELDS})
         if state.validation is not None:
             state.validation = collections.OrderedDict(state.validation)
@@ -109,7 +130,7 @@ class Checkpoint:
     @property
     def loop(self):
         """The saved :class:`LoopState`."""
-        return LoopState.from_json(self.meta['loop'])
+        return LoopState.from_json(self.meta['loop'], self.path)
 
 
 # ------------------------------------------------------------------ writing
@@ -208,55 +229,229 @@ def read(path):
     ------
     FileNotFoundError
         When there is no file.
-    ValueError
-        When the file is not a complete downhill checkpoint (truncated,
-        corrupted, another kind of file) or comes from a newer format.
+    CheckpointError
+        (a ValueError) When the file is not a complete downhill checkpoint (not a
+        regular file, truncated, corrupted, another kind of file, a missing or
+        mistyped entry) or comes from a newer format.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except PermissionError:
+        with _open_regular(path) as f:
+            arrays = _read_arrays(path, f)
+    except (CheckpointError, FileNotFoundError, PermissionError):
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f'{path}: not a readable downhill checkpoint (truncated or corrupted?): '
-                         f'{type(err).__name__}: {err}') from err
-    meta = arrays.pop('meta', None)
-    if meta is None or meta.dtype.kind != 'U' or meta.ndim != 0:
-        raise ValueError(f'{path}: not a downhill checkpoint (no meta document)')
-    try:
-        meta = json.loads(str(meta))
-    except ValueError as err:
-        raise ValueError(f'{path}: the checkpoint meta document is corrupted: {err}') from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, struct.error) as err:
+        raise CheckpointError(f'{path}: not a readable downhill checkpoint (truncated or corrupted?): '
+                              f'{type(err).__name__}: {err}') from err
+    meta = _parse_meta(path, arrays.pop('meta', None))
+    _check_meta(path, meta)
     _check_layout(path, meta, arrays)
     return Checkpoint(path, meta, arrays)
 
 
-def _check_layout(path, meta, arrays):
-    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-        raise ValueError(f'{path}: not a downhill checkpoint (format is '
-                         f'{meta.get("format") if isinstance(meta, dict) else meta!r})')
+_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO (named pipe)'),
+          (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a character device'),
+          (stat.S_ISBLK, 'a block device'))
+
+
+def _open_regular(path):
+    """``path`` opened for reading if it is a regular file: opening a FIFO waits for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist') from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), 'something else')
+        raise CheckpointError(f'{path}: not a regular file (it is {kind}), so not a checkpoint')
+    # non-blocking, should it have become a FIFO since (reading it then fails; no effect on files)
+    return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0)),
+                     'rb')
+
+
+def _read_arrays(path, f):
+    """The arrays of the archive ``f``; each entry's sizes and header checked before it is read."""
+    if f.read(6) == b'\x93NUMPY':
+        raise CheckpointError(f'{path}: a single NumPy array (.npy), not a checkpoint archive (.npz)')
+    f.seek(0)
+    size, arrays = os.fstat(f.fileno()).st_size, {}
+    with zipfile.ZipFile(f) as archive:
+        for info in archive.infolist():
+            name = info.filename[:-len('.npy')]
+            if not info.filename.endswith('.npy') or name in arrays:
+                raise _member(path, info.filename, 'is a duplicate or not an .npy entry')
+            _check_entry(path, name, info, size)
+            try:
+                with archive.open(info) as member:
+                    _check_header(path, name, member, info.file_size)
+                with archive.open(info) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+            except CheckpointError:
+                raise
+            except (ValueError, EOFError, SyntaxError, RecursionError) as err:
+                raise _member(path, name, f'is truncated or corrupted: {type(err).__name__}: '
+                              f'{err}') from err
+    return arrays
+
+
+def _member(path, name, what):
+    return CheckpointError(f'{path}: array {name!r} {what}')
+
+
+def _check_entry(path, name, info, size):
+    """The bytes a zip entry claims must be in the file, and expand at most as deflate can."""
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
+        raise _member(path, name, f'is compressed with zip method {info.compress_type}; a '
+                      'checkpoint uses none (or deflate)')
+    if info.header_offset + info.compress_size > size:
+        raise _member(path, name, f'is corrupted: its zip entry claims {info.compress_size} bytes '
+                      f'at offset {info.header_offset}, but the file has {size}')
+    if info.file_size > info.compress_size * (1 if stored else _MAX_INFLATION) + 64:
+        raise _member(path, name, f'is corrupted: its zip entry claims {info.file_size} bytes '
+                      f'from {info.compress_size} stored')
+
+
+def _check_header(path, name, member, size):
+    """The shape and dtype in an .npy header must fit the entry's ``size``: checked before
+    anything is allocated."""
+    version = np.lib.format.read_magic(member)
+    if version not in ((1, 0), (2, 0)):
+        raise _member(path, name, f'has .npy format version {version}; a checkpoint has 1.0 or 2.0')
+    shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)(member)
+    if dtype.hasobject:
+        raise _member(path, name, f'has dtype {dtype} (pickled Python objects): refused, a '
+                      'checkpoint holds only numbers and text')
+    declared, held = math.prod(shape) * dtype.itemsize, size - member.tell()
+    if declared != held:
+        raise _member(path, name, f'is corrupted: its header declares shape {shape} of {dtype} '
+                      f'({declared} bytes), but its zip entry holds {held}')
+
+
+def _parse_meta(path, meta):
+    if meta is None:
+        raise CheckpointError(f'{path}: not a downhill checkpoint (no meta document)')
+    if meta.dtype.kind != 'U' or meta.ndim != 0:
+        raise CheckpointError(f"{path}: not a downhill checkpoint: its 'meta' array should be one "
+                              f'string (0-d unicode), got shape {meta.shape} and dtype {meta.dtype}')
+    try:
+        meta = json.loads(str(meta))
+    except RecursionError:
+        raise CheckpointError(f"{path}: the 'meta' document is nested too deeply (corrupted?)") from None
+    except ValueError as err:
+        raise CheckpointError(f"{path}: the 'meta' document is not valid JSON (corrupted?): {err}") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a downhill checkpoint: its 'meta' document should be a "
+                              f'JSON object, got {_show(meta)}')
+    return meta
+
+
+# ----------------------------------------------------- the meta document's schema
+
+
+# (test, what it expects) of each entry of the meta document; a bool is no number here
+_is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+_is_number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+_STR = (lambda v: isinstance(v, str), 'a string')
+_NAME = (lambda v: v is None or isinstance(v, str), 'a string or null')
+_DICT = (lambda v: isinstance(v, dict), 'a JSON object')
+_LIST = (lambda v: isinstance(v, list), 'a list')
+_COUNT = (lambda v: _is_int(v) and v >= 0, 'a whole number >= 0')
+_NUMBER = (_is_number, 'a number')
+_SHAPE = (lambda v: isinstance(v, list) and len(v) <= 64 and all(_COUNT[0](n) for n in v),
+          'a list of whole numbers >= 0')
+_PARAM = {'name': _NAME, 'shape': _SHAPE, 'dtype': _STR}
+_GENERATOR = {'name': _NAME, 'state': _DICT, 'kind': (lambda v: v in ('Generator', 'RandomState'),
+                                                      "'Generator' or 'RandomState'")}
+_HOOK = {'type': _STR, 'best': (lambda v: v is None or _is_number(v), 'a number or null'),
+         'failures': _COUNT, 'wait': _COUNT, 'reductions': _COUNT, 'value': _NUMBER}
+_LOOP = {'iteration': _COUNT, 'best_loss': _HOOK['best'], 'best_at': _COUNT, 'failures': _COUNT,
+         'validated_at': (lambda v: v is None or _COUNT[0](v), 'a whole number >= 0 or null'),
+         'validation': (lambda v: v is None or (isinstance(v, dict) and 'loss' in v
+                                                and all(map(_is_number, v.values()))),
+                        "null or an object of numbers with a 'loss'")}
+
+
+def _show(value):
+    try:
+        text = repr(value)
+    except RecursionError:  # (json.loads nests as deep as repr can go, nearly)
+        return 'a value nested too deeply'
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
+def _corrupted(path, what):
+    return CheckpointError(f'{path}: the checkpoint meta document is corrupted: {what}' if path else what)
+
+
+def _need(path, where, value, rule):
+    if not rule[0](value):
+        raise _corrupted(path, f'{where} should be {rule[1]}, got {_show(value)}')
+
+
+def _fields(path, where, entry, rules):
+    _need(path, where, entry, _DICT)
+    for key, rule in rules.items():
+        if key not in entry:
+            raise _corrupted(path, f'{where} has no {key!r} entry')
+        _need(path, f'{where}.{key}', entry[key], rule)
+
+
+def _check_meta(path, meta):
+    """Every entry that check() and the restore functions read, with its type."""
+    if meta.get('format') != FORMAT:
+        raise CheckpointError(f'{path}: not a downhill checkpoint (format is {_show(meta.get("format"))})')
     version = meta.get('version')
-    if not isinstance(version, int) or version < 1:
-        raise ValueError(f'{path}: bad checkpoint format version {version!r}')
+    if not _is_int(version) or version < 1:
+        raise CheckpointError(f'{path}: bad checkpoint format version {_show(version)}')
     if version > VERSION:
-        raise ValueError(f'{path}: checkpoint format version {version} was written by a newer '
-                         f'downhill; this one reads versions up to {VERSION}')
+        raise CheckpointError(f'{path}: checkpoint format version {version} was written by a newer '
+                              f'downhill; this one reads versions up to {VERSION}')
     for key in ('algorithm', 'params', 'states', 'hyperparameters', 'generators', 'hooks', 'loop', 'data'):
         if key not in meta:
-            raise ValueError(f'{path}: the checkpoint meta document has no {key!r} entry (corrupted?)')
+            raise CheckpointError(f'{path}: the checkpoint meta document has no {key!r} entry (corrupted?)')
+    _need(path, "'algorithm'", meta['algorithm'], _STR)
+    n = len(meta['params']) if isinstance(meta['params'], list) else 0
+    state = {'param': (lambda v: v is None or (_is_int(v) and 0 <= v < n),
+                       f'null or a parameter index below {n}'), 'name': _STR, 'shape': _SHAPE, 'dtype': _STR}
+    for key, rules in (('params', _PARAM), ('states', state), ('generators', _GENERATOR), ('hooks', _HOOK)):
+        _need(path, repr(key), meta[key], _LIST)
+        for i, entry in enumerate(meta[key]):
+            if not (key == 'hooks' and entry is None):  # (a hook with nothing to save)
+                _fields(path, f'{key}[{i}]', entry, rules)
+    keys = [(e['param'], e['name']) for e in meta['states']]
+    if len(set(keys)) != len(keys):
+        raise _corrupted(path, 'a state entry is listed twice')
+    _need(path, "'hyperparameters'", meta['hyperparameters'], _DICT)
+    for name, value in meta['hyperparameters'].items():
+        _need(path, f'hyperparameters[{name!r}]', value, _NUMBER)
+    LoopState.from_json(meta['loop'], path)
+    _need(path, "'data'", meta['data'], (lambda v: isinstance(v, dict) and set(v) == {'train', 'valid'},
+                                         "an object of a 'train' and a 'valid' entry"))
+    for role, value in meta['data'].items():  # a dataset's state, or the valid data is the train data
+        _need(path, f'data[{role!r}]', value, (
+            lambda v: v is None or isinstance(v, dict) or (role == 'valid' and v == 'train'),
+            'null or a JSON object' + (" or 'train'" if role == 'valid' else '')))
+
+
+def _check_layout(path, meta, arrays):
     expected = [(f'param/{i}', e) for i, e in enumerate(meta['params'])]
     expected += [(f'best/{i}', e) for i, e in enumerate(meta['params'])]
     expected += [(f'state/{j}', e) for j, e in enumerate(meta['states'])]
     for key, entry in expected:
         value = arrays.get(key)
         if value is None:
-            raise ValueError(f'{path}: the checkpoint has no array {key!r} (corrupted?)')
+            raise CheckpointError(f'{path}: the checkpoint has no array {key!r} (corrupted?)')
         if list(value.shape) != list(entry['shape']) or str(value.dtype) != entry['dtype']:
-            raise ValueError(f'{path}: array {key!r} has shape {value.shape} and dtype {value.dtype}, '
-                             f'but the checkpoint says {tuple(entry["shape"])} {entry["dtype"]} (corrupted?)')
+            raise CheckpointError(f'{path}: array {key!r} has shape {value.shape} and dtype {value.dtype}, '
+                                  f'but the checkpoint says {tuple(entry["shape"])} {entry["dtype"]} (corrupted?)')
+        if value.dtype.kind not in 'biufc':
+            raise CheckpointError(f'{path}: array {key!r} has dtype {value.dtype}, not a number (corrupted?)')
+    known = {key for key, _ in expected}
+    for key in arrays:
+        if key not in known and not key.startswith('host/'):
+            raise CheckpointError(f'{path}: the checkpoint holds an array {key!r} that its meta '
+                                  'document does not list (corrupted?)')
 
 
 # ---------------------------------------------------------------- restoring
@@ -299,25 +494,79 @@ def check(opt, ck):
             check_host({k[len('host/'):]: v for k, v in ck.arrays.items() if k.startswith('host/')})
         except ValueError as err:
             raise ValueError(f'{where}: {err}') from err
-    ours = generators(opt)
-    if len(meta['generators']) != len(ours):
-        raise ValueError(f'{where}: the checkpoint holds {len(meta["generators"])} random generators, '
-                         f'this optimizer uses {len(ours)}')
-    for entry, var in zip(meta['generators'], ours):
-        if entry['kind'] != type(var.get_value(borrow=True)).__name__:
-            raise ValueError(f'{where}: random generator {var.name!r} is a '
-                             f'{type(var.get_value(borrow=True)).__name__} here, a {entry["kind"]} '
-                             'in the checkpoint')
-        if entry['kind'] == 'Generator' and entry['state'].get('bit_generator') not in _BIT_GENERATORS:
-            raise ValueError(f'{where}: random generator {var.name!r} has an unknown bit generator '
-                             f'{entry["state"].get("bit_generator")!r}')
+    _check_generators(opt, ck)
+    _check_missing_states(opt, ck)
+
+
+def _check_generators(opt, ck):
+    """Each saved generator state fits its generator here and can be made (as restore makes it)."""
+    saved, ours, where = ck.meta['generators'], generators(opt), ck.path
+    if len(saved) != len(ours):
+        raise CheckpointError(f'{where}: the checkpoint holds {len(saved)} random generators, '
+                              f'this optimizer uses {len(ours)}')
+    for entry, var in zip(saved, ours):
+        here = type(var.get_value(borrow=True)).__name__
+        if entry['kind'] != here:
+            raise CheckpointError(f'{where}: random generator {var.name!r} is a {here} here, a '
+                                  f'{entry["kind"]} in the checkpoint')
+        try:
+            _make_generator(entry)
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as err:
+            raise CheckpointError(f'{where}: random generator {var.name!r}: its saved state cannot '
+                                  f'be restored (corrupted?): {type(err).__name__}: {err}') from err
+
+
+#: States that a setting adds (momentum, amsgrad, on_nonfinite='skip'): a resumed run may turn
+#: it on, and they start then. Any other state entry of the step must be in the file.
+_SETTING_STATES = ('velocity', 'v_max', 'skipped_updates')
+
+
+def _check_missing_states(opt, ck):
+    """A state entry of the step missing from the file would silently restart from its start."""
+    keys = [(e['param'], e['name']) for e in ck.meta['states']]
+    if (None, 'update_count') not in keys:
+        raise CheckpointError(f"{ck.path}: the checkpoint has no state entry 'update_count' (the "
+                              'count of updates made), which every optimizer keeps (corrupted?)')
+    count = int(ck.arrays[f'state/{keys.index((None, "update_count"))}'])
+    if count < 0:
+        raise CheckpointError(f'{ck.path}: update_count is {count} in the checkpoint (corrupted?)')
+    if count == 0:
+        return  # written before the first update: every state is at its start anyway
+    names = {name for _, name in keys}
+    momentum = ck.meta['hyperparameters'].get('_momentum', 0) != 0
+    step = _step_states(opt)
+    if momentum:  # the saved run moved each parameter with a velocity (a load() has momentum 0)
+        step += [(p, 'velocity') for p in dict.fromkeys(p for p, _ in step if p is not None)]
+    index = {id(p): i for i, p in enumerate(opt._params)}
+    for param, name in step:
+        i = None if param is None else index.get(id(param))
+        if (i, name) in keys or (name in _SETTING_STATES and name not in names
+                                 and not (name == 'velocity' and momentum)):
+            continue
+        owner = 'the optimizer' if param is None else f'parameter {i} ({graph.describe(param)})'
+        raise CheckpointError(f'{ck.path}: the checkpoint has no state entry {name!r} of {owner}, '
+                              f'which {type(opt).__name__} keeps; after {count} updates it cannot '
+                              'start afresh (corrupted?)')
+
+
+def _step_states(opt):
+    """The keys of the state of ``opt``'s step: as made so far or, before the step is first built
+    (a load() into a new optimizer), as its update graph, built here and forgotten, makes them."""
+    if opt._step_fns:
+        return list(opt._states)
+    saved = _snapshot(opt)
+    try:
+        opt._build_updates()
+        return list(opt._states)
+    except Exception:  # (a full-batch method, or settings that iterate() gives): as made so far
+        return list(saved[1])
+    finally:
+        _put_back(opt, saved)
 
 
 def _check_state(opt, where, j, entry):
     label = f'state entry {j} ({entry["name"]!r})'
-    index = entry['param']
-    if index is not None and not (isinstance(index, int) and 0 <= index < len(opt._params)):
-        raise ValueError(f'{where}: {label} belongs to parameter {index!r}, which does not exist')
+    index = entry['param']  # (read() checked that it is a parameter's index or None)
     param = None if index is None else opt._params[index]
     var = opt._states.get((param, entry['name']))
     if var is not None:
@@ -342,8 +591,19 @@ def restore(opt, ck):
 
     Call :func:`check` first. State entries that ``opt`` has not created yet
     (it creates them when it first builds its updates) are created here with
-    the saved values, so the next compiled step uses them.
+    the saved values, so the next compiled step uses them. Whole or nothing:
+    should anything fail (an algorithm's ``_restore_host_state``), ``opt`` is
+    put back as it was.
     """
+    saved = _snapshot(opt)
+    try:
+        _restore(opt, ck)
+    except BaseException:
+        _put_back(opt, saved)
+        raise
+
+
+def _restore(opt, ck):
     arrays = ck.arrays
     for i, param in enumerate(opt._params):
         param.set_value(arrays[f'param/{i}'].copy(), borrow=True)
@@ -359,6 +619,21 @@ def restore(opt, ck):
         var.set_value(_make_generator(entry), borrow=True)
     opt._restore_host_state({k[len('host/'):]: v.copy() for k, v in arrays.items()
                              if k.startswith('host/')})
+
+
+def _snapshot(opt):
+    """What restore changes. Values are borrowed: set_value(borrow=True) replaces, not overwrites."""
+    shared = list(opt._params) + list(opt._states.values()) + generators(opt)
+    return (dict(opt._states), dict(opt._state_inits), dict(vars(opt)),
+            [(var, var.get_value(borrow=True)) for var in shared])
+
+
+def _put_back(opt, saved):
+    for var, value in saved[3]:
+        var.set_value(value, borrow=True)
+    for now, then in zip((opt._states, opt._state_inits, vars(opt)), saved):
+        now.clear()
+        now.update(then)
 
 
 def _create_state(opt, param, name, value):
@@ -388,6 +663,15 @@ def restore_data(ck, role, data):
         raise ValueError(f'{ck.path}: the {role} data does not fit the checkpoint: {err}') from err
 
 
+# what Dataset.restore relies on (Dataset.check_state checks the lengths and the permutation)
+_DATASET = {'rng': _DICT, 'index': _COUNT}
+_ORDER = (lambda v: isinstance(v, list) and all(map(_is_int, v)), 'a list of whole numbers')
+_DATASET_RNG = {'kind': _STR, 'pos': (lambda v: _is_int(v) and 0 <= v <= 624, 'a whole number in [0, 624]'),
+                'keys': (lambda v: isinstance(v, list) and all(_is_int(k) and 0 <= k < 2**32 for k in v),
+                         'a list of whole numbers in [0, 2**32)'),
+                'has_gauss': (lambda v: v in (0, 1) and _is_int(v), '0 or 1'), 'cached_gaussian': _NUMBER}
+
+
 def check_data(ck, role, data):
     """Raise a ValueError if the saved position of ``role`` cannot be applied to ``data``."""
     state = ck.meta['data'].get(role)
@@ -395,9 +679,13 @@ def check_data(ck, role, data):
     if state is None or state == 'train' or check_fn is None:
         return
     try:
+        if isinstance(data, Dataset):  # the types its restore() relies on; check_state the rest
+            _fields(None, 'the saved position', state, dict(_DATASET, order=_ORDER)
+                    if 'order' in state else _DATASET)
+            _fields(None, 'rng', state['rng'], _DATASET_RNG)
         check_fn(state)
     except ValueError as err:
-        raise ValueError(f'{ck.path}: the {role} data does not fit the checkpoint: {err}') from err
+        raise CheckpointError(f'{ck.path}: the {role} data does not fit the checkpoint: {err}') from err
 
 
 def restore_hooks(ck, hooks):
@@ -466,6 +754,8 @@ def _generator_state(var):
 def _make_generator(entry):
     state = _from_json(entry['state'])
     if entry['kind'] == 'Generator':
+        if state.get('bit_generator') not in _BIT_GENERATORS:  # (nothing else is looked up)
+            raise ValueError(f'unknown bit generator {_show(state.get("bit_generator"))}')
         bit_generator = getattr(np.random, state['bit_generator'])()
         bit_generator.state = state
         return np.random.Generator(bit_generator)
@@ -487,8 +777,11 @@ def _to_json(value):
 
 def _from_json(value):
     if isinstance(value, dict):
-        if set(value) == {'array', 'dtype'}:
-            return np.asarray(value['array'], dtype=np.dtype(value['dtype']))
+        if set(value) == {'array', 'dtype'}:  # (integers only: generator keys and counters)
+            dtype = np.dtype(value['dtype'])
+            if dtype.kind not in 'iu':
+                raise ValueError(f'a generator state array of dtype {dtype}')
+            return np.asarray(value['array'], dtype=dtype)
         return {k: _from_json(v) for k, v in value.items()}
     return value
 
