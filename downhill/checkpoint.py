@@ -34,6 +34,7 @@ saying so.
 """
 
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -595,9 +596,16 @@ def restore(opt, ck):
     should anything fail (an algorithm's ``_restore_host_state``), ``opt`` is
     put back as it was.
     """
+    with whole_or_nothing(opt):
+        _restore(opt, ck)
+
+
+@contextlib.contextmanager
+def whole_or_nothing(opt):
+    """Put back what :func:`restore` changes in ``opt`` (values, state, attributes) on an error."""
     saved = _snapshot(opt)
     try:
-        _restore(opt, ck)
+        yield
     except BaseException:
         _put_back(opt, saved)
         raise
