@@ -16,6 +16,7 @@ from . import logs, prox, schedules
 from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
 from .base import Optimizer, algorithms, build
 from .dataset import Dataset
+from .diagnose import DataError
 from .first_order import NAG, SGD
 from .minimize import minimize
 from .modern import AdamW, Adamax, NAdam
@@ -26,6 +27,7 @@ from .sweep import sweep
 __version__ = '0.6.0'
 
 __all__ = [
+    'DataError',
     'ADADELTA', 'ADAGRAD', 'Adam', 'AdamW', 'Adamax', 'BFGS', 'Dataset', 'ESGD', 'LBFGS', 'NAG',
     'NAdam', 'NewtonCG', 'Optimizer', 'RMSProp', 'RProp', 'SGD', 'algorithms', 'build',
     'minimize', 'multistart', 'prox', 'schedules', 'sweep', '__version__',

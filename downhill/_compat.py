@@ -134,6 +134,12 @@ def failing_node(inputs, outputs, values):
     return None, []
 
 
+def get_mode(mode):
+    """PyTensor's ``Mode`` for ``mode`` (a name, a Mode, or None for the configured one)."""
+    from pytensor.compile.mode import get_mode as resolve
+    return resolve(mode)
+
+
 def compiles_quickly(mode):
     """Whether ``mode`` (a name, a Mode or None for the configured one) compiles no code.
 
@@ -196,6 +202,15 @@ def lean_caller(fn, n_args):
     call = names['call']
     call.function = fn
     return call
+
+
+def compiles_at_first_call(fn):
+    """Whether ``fn``'s machine code is compiled at its first call (PyTensor 3's Numba backend).
+
+    Then :func:`precompile` can do it ahead, in another thread; PyTensor's
+    other backends compile inside ``pytensor.function`` (False).
+    """
+    return getattr(getattr(fn, 'vm', None), 'jit_fn', None) is not None
 
 
 def precompile(fn, args):

@@ -906,7 +906,9 @@ class Optimizer:
             the part that differs (algorithm, a parameter's name, shape or
             dtype, a state entry). Nothing is changed then.
         """
-        ck = checkpoints.read(_checkpoint_path(path))
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f'path must be a file path (str or os.PathLike), got {path!r}')
+        ck = checkpoints.read(os.fsdecode(path))  # a read-only folder is fine to load from
         checkpoints.check(self, ck)
         checkpoints.restore(self, ck)
         self._resume = ck
@@ -1056,13 +1058,15 @@ class Optimizer:
         if resume is None:
             state = checkpoints.LoopState()
         else:
-            if loaded:
+            if loaded:  # put back if this call fails before its first update
                 undo.keep([*self._params, *self._states.values()])
-                checkpoints.restore(self, resume)
-            checkpoints.restore_data(resume, 'train', train)
-            if valid is not train:
-                checkpoints.restore_data(resume, 'valid', valid)
-            checkpoints.restore_hooks(resume, self._validation_hooks)
+            with checkpoints.whole_or_nothing(self):
+                if loaded:
+                    checkpoints.restore(self, resume)
+                checkpoints.restore_data(resume, 'train', train)
+                if valid is not train:
+                    checkpoints.restore_data(resume, 'valid', valid)
+                checkpoints.restore_hooks(resume, self._validation_hooks)
             checkpoints.compare_hyperparameters(resume, self)
             state = resume.loop
             log.info('resuming from %s at iteration %d', resume.path, state.iteration)
@@ -1117,12 +1121,6 @@ class Optimizer:
         names = self._monitor_names
         path, every = checkpoint
         signals = interrupts.Interrupts(enabled=path is not None)
-        feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
-        run_train = self._train_runner(step, feed_train, train, names)
-        # a runner for a step still compiling is replaced by the final one's
-        # own runner as soon as that is ready, so no switch is left in the loop
-        settle = getattr(run_train, 'settled', None)
-        run_valid = _pass_runner(evaluate, feed_valid, valid, names)
         progress, progress_due, clock = Progress(label), 0.0, time.monotonic
         stop_on_nonfinite = self.on_nonfinite == 'stop'
         isfinite = math.isfinite
@@ -1140,6 +1138,12 @@ class Optimizer:
         due = iteration
         try:
             undo.keep_data(train, valid)
+            feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
+            run_train = self._train_runner(step, feed_train, train, names)
+            # a runner for a step still compiling is replaced by the final one's
+            # own runner as soon as that is ready, so no switch is left in the loop
+            settle = getattr(run_train, 'settled', None)
+            run_valid = _pass_runner(evaluate, feed_valid, valid, names)
             if not resumed:
                 undo.keep(self._constraints)
                 self._project_start()

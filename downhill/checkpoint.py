@@ -190,7 +190,11 @@ def write(path, arrays, meta):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     text = json.dumps(meta, allow_nan=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
+    except OSError as err:  # the folder went away or became read-only during the run
+        raise type(err)(err.errno, f'cannot write the checkpoint {path!r}: the folder {folder!r} '
+                        f'cannot hold a new file ({err.strerror})') from err
     try:
         with os.fdopen(fd, 'wb') as f:
             np.savez(f, meta=np.array(text), **arrays)

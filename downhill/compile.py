@@ -25,12 +25,14 @@ later one runs:
 
 import atexit
 import contextlib
+import importlib.util
 import logging
 import os
 import threading
 import time
 
 import numpy as np
+import pytensor
 
 from . import _compat
 from .fast_tanh import replace_for_mode
@@ -124,16 +126,31 @@ def quick_start_fits(params):
     return False
 
 
+#: The package each JIT linker of PyTensor compiles with (by the linker's class name).
+LINKER_PACKAGES = {'NumbaLinker': 'numba', 'JAXLinker': 'jax', 'PytorchLinker': 'torch',
+                   'MLXLinker': 'mlx'}
+
+
 def check_mode(mode):
-    """``mode`` if PyTensor knows it (None, a mode name or a ``Mode``); a clear error otherwise."""
-    if mode is None:
-        return None
+    """``mode`` if PyTensor can compile with it here; a clear error otherwise.
+
+    ``mode``: None (PyTensor's configured mode), a mode name or a ``Mode``.
+    A mode whose linker needs a package that is not installed (``'PYTORCH'``
+    without torch) is refused now, naming the package, rather than at the
+    first compile, after the work of building the updates.
+    """
     try:
         _compat.compiles_quickly(mode)
+        linker = type(_compat.get_mode(mode).linker).__name__
     except Exception as err:  # noqa: BLE001 -- any failure here means PyTensor cannot use it
         raise ValueError(f"mode must be None, a PyTensor mode name ('NUMBA', 'FAST_RUN', 'CVM', "
                          f"'JAX', 'FAST_COMPILE', ...) or a pytensor Mode, got {mode!r} "
                          f"({type(err).__name__}: {err})") from err
+    package = LINKER_PACKAGES.get(linker)
+    if package is not None and importlib.util.find_spec(package) is None:
+        given = f'mode={mode!r}' if mode is not None else f'the configured mode ({pytensor.config.mode!r})'
+        raise ValueError(f'{given} compiles with {package}, which is not installed: '
+                         f'install {package} or choose another mode')
     return mode
 
 
@@ -146,7 +163,10 @@ class Background:
     """A compiled function that is a quick-to-compile version for its first calls.
 
     ``compile_final`` runs in a daemon thread (an ``atexit`` hook waits for it,
-    so that no compiler is cut off mid-way at exit). The first
+    so that no compiler is cut off mid-way at exit); it must not call
+    PyTensor's compiler, which changes process-wide flags while it runs
+    (:func:`compile_function` passes the JIT's compile of a function
+    PyTensor has compiled already). The first
     ``quick_calls`` calls run the ``quick`` version; the next one waits for
     the final function if it is not ready and every later call runs it. The
     switch is made by counting calls, never by the clock: a final function
@@ -161,7 +181,7 @@ class Background:
     quick : callable
         The function to run meanwhile (compiled already).
     compile_final : callable
-        ``compile_final(sample)`` compiles and returns the final function;
+        ``compile_final(sample)`` finishes and returns the final function;
         ``sample`` holds the arguments of the first call (so that code
         compiled for their types is ready before the final function's first
         call), or ``()``.
@@ -355,11 +375,24 @@ def compile_function(make, mode, n_args, lean, quick_start, name):
 
     if not quick_start or is_quick(mode):
         return final()
+    # PyTensor's compile changes process-wide flags while it runs (config.mode during its
+    # rewrites; traceback__limit, compute_test_value while linking), so it runs here, in the
+    # caller's thread: what a thread may do is the JIT's compile of the kernel at its first call.
+    started = time.perf_counter()
+    fn = make(mode)
+    log.debug('compiled %s in %.2f s (mode %s)', name, time.perf_counter() - started, mode)
+    if not _compat.compiles_at_first_call(fn):  # the C backend: nothing is left to compile
+        return _fast_path(fn, n_args, lean)
     started = time.perf_counter()
     quick = _fast_path(make(quick_mode()), n_args, lean)
     log.debug('compiled %s in %.2f s (Python linker, for the first updates)', name,
               time.perf_counter() - started)
-    return Background(quick, final, name)
+
+    def machine_code(sample):
+        if sample is not None and len(sample) == n_args and speedups():
+            _compat.precompile(fn, sample)
+        return _fast_path(fn, n_args, lean)
+    return Background(quick, machine_code, name)
 
 
 def _fast_path(fn, n_args, lean):

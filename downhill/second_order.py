@@ -276,7 +276,8 @@ class FullBatchOptimizer(Optimizer):
 
     def _train_runner(self, step, feed, train, names):
         objective = step
-        objective.use([feed(batch) for batch in all_batches(train)])
+        batches = [feed(batch) for batch in all_batches(train)]
+        objective.use(batches)
         bounds = self._bounds(objective)
         self._lower, self._upper = bounds if bounds is not None else (None, None)
         saved, self._saved_point = self._saved_point, None
@@ -293,7 +294,14 @@ class FullBatchOptimizer(Optimizer):
         self._stop = None if saved is None else saved.stop
         if saved is not None:
             objective.evaluations['fg'], objective.evaluations['hv'] = saved.evaluations
-        monitors, grad = objective(x)  # may raise: the point is taken only once it is evaluated
+        try:  # the point is taken only once it is evaluated
+            monitors, grad = objective(x)
+        except Exception as err:
+            explain = getattr(feed, 'explain', None)
+            for found in (explain(err, batch) for batch in batches) if explain else ():
+                if found is not None:  # the first batch that does not fit the loss
+                    raise found from err
+            raise
         self._x, self._monitors, self._g, self._f = x, monitors, grad, monitors[0]
         if saved is not None:
             self._compare_saved(saved)

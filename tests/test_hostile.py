@@ -5,6 +5,9 @@ data and hyperparameters vary), so the examples cost no compiles; shapes,
 which do need new graphs, get few examples.
 """
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -26,8 +29,16 @@ weird_numbers = st.one_of(
                      -float('inf'), 2, 1.0]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-3, 10**6),
-    st.sampled_from(['0.1', None, True, [0.1], np.float32(0.01), np.array(0.1), np.array([1.0, 2.0])]),
+    st.sampled_from(['0.1', None, True, [0.1], np.float32(0.01), np.array(0.1), np.array([1.0, 2.0]),
+                     Fraction(1, 10), Fraction(3, 1), Decimal('0.5'), 10 ** 400, -10 ** 400,
+                     np.int64(3), np.float64(2.0), np.array(['a', 'b']), complex(1, 1)]),
 )
+# what users pass where True/False or a name belongs
+weird_flags = st.sampled_from([True, False, 0, 1, 2, -1, 0.5, np.bool_(True), np.array(True),
+                               np.array([1, 0]), np.array([True, False]), 'yes', None, [True],
+                               float('nan')])
+weird_choices = st.sampled_from(['stop', 'skip', 'STOP', '', None, 0, np.array(['stop', 'skip']),
+                                 ['stop'], np.str_('stop'), b'stop'])
 
 
 def _vars_snapshot(opt):
@@ -109,6 +120,38 @@ def test_hyperparameters_work_or_raise_naming_the_argument(algo, data, max_updat
     else:
         assert result <= max_updates
         assert np.isfinite(w.get_value()).all()
+
+
+@FAST
+@given(algo=st.sampled_from(ALGOS), nesterov=weird_flags, reset=weird_flags,
+       on_nonfinite=weird_choices, columns=st.sampled_from([3, 3, 2, 4]),
+       ragged=st.sampled_from([0, 0, 1, -1]), learning_rate=st.sampled_from([0.5, 0.01]))
+def test_flags_choices_and_data_that_do_not_fit_work_or_change_nothing(
+        algo, nesterov, reset, on_nonfinite, columns, ragged, learning_rate):
+    """A bad flag, choice or batch raises an error naming it, and the optimizer is as it was.
+
+    Three updates run first, so that a reset or a changed learning rate
+    would show; the failing call may have a reset and a new learning rate.
+    """
+    opt, w, (X, Y) = _regression(algo)
+    rate = {} if isinstance(opt, FullBatchOptimizer) else {'learning_rate': 0.1}
+    assert 1 <= _run(opt, [X, Y], max_updates=3, batch_size=10, **rate) <= 3  # L-BFGS may converge
+    rng = np.random.default_rng(columns)
+    Xb = rng.normal(size=(X.shape[0], columns))
+    Yb = Y[:len(Y) + ragged] if ragged < 0 else np.concatenate([Y, Y[:ragged]])
+    kwargs = {} if isinstance(opt, FullBatchOptimizer) else {'nesterov': nesterov,
+                                                              'learning_rate': learning_rate}
+    result = _run(opt, [[Xb, Yb]], max_updates=6, reset=reset, on_nonfinite=on_nonfinite, **kwargs)
+    bad_data = columns != 3 or ragged != 0
+    if not isinstance(result, Exception):
+        assert not bad_data
+        return
+    message = str(result)
+    if bad_data and 'fit the loss' in message:
+        assert isinstance(result, downhill.DataError)
+        assert "'x' of shape" in message or "'y' of shape" in message, message
+    else:
+        assert any(name in message for name in ('nesterov', 'reset', 'on_nonfinite')), message
 
 
 @FAST
