@@ -120,19 +120,25 @@ def test_unknown_mode_is_named():
 
 
 def make_background(fail=False, gate=None):
-    """A Background over a tiny function whose 'final' version is FAST_COMPILE (or fails)."""
+    """A Background over a tiny function whose 'final' version is FAST_COMPILE's (or fails).
+
+    Both are compiled here, in the test's thread (PyTensor's compiler never
+    runs in another one); the background part waits for ``gate``, as a JIT
+    compiling the kernel would.
+    """
     s = pytensor.shared(np.float64(0.0), name='s')
 
     def make(mode):
-        if mode is not compiling.quick_mode():
-            if gate is not None:
-                gate.wait(10)
-            if fail:
-                raise RuntimeError('the compiler broke')
-            mode = 'FAST_COMPILE'
         return pytensor.function([], [s * 2], updates=[(s, s + 1)], mode=mode)
-    fn = compiling.compile_function(make, 'NUMBA', 0, True, True, 'test')
-    assert isinstance(fn, compiling.Background)
+    final = make('FAST_COMPILE')
+
+    def finish(sample):
+        if gate is not None:
+            gate.wait(10)
+        if fail:
+            raise RuntimeError('the compiler broke')
+        return final
+    fn = compiling.Background(make(compiling.quick_mode()), finish, 'test')
     return fn, s
 
 
@@ -261,9 +267,15 @@ def test_follower_starts_after_its_leader():
     assert second.wait(10) is not None
 
 
+def play_numba(monkeypatch):
+    """FAST_COMPILE plays Numba: slow to compile, its machine code compiled at the first call."""
+    monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)
+    monkeypatch.setattr(downhill._compat, 'compiles_at_first_call', lambda fn: True)
+
+
 def test_checkpointed_runs_never_use_the_quick_step(monkeypatch, tmp_path):
     """checkpoint= waits for the final step, so a resumed run repeats the same code bit for bit."""
-    monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)   # FAST_COMPILE plays Numba
+    play_numba(monkeypatch)
     loss, params, x, data = factor_problem()
     opt = downhill.build('adam', loss, inputs=[x], quick_start=True)
     step, evaluate = opt._compiled_step(), opt._compiled_eval()
@@ -286,7 +298,7 @@ def test_keep_freed_memory_is_idempotent(monkeypatch):
 
 def test_the_loop_drops_the_switching_runner_once_the_final_step_is_ready(monkeypatch):
     """After the switch the loop calls the final step's own runner: no wrapper is left per update."""
-    monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)   # FAST_COMPILE plays Numba
+    play_numba(monkeypatch)
     loss, params, x, data = factor_problem()
     opt = downhill.build('adam', loss, inputs=[x], quick_start=True)
     step = opt._compiled_step()

@@ -134,6 +134,7 @@ def test_a_quick_start_repeats_bit_for_bit_however_fast_the_compiler(monkeypatch
     import pytensor.tensor as pt
     from downhill import compile as compiling
     monkeypatch.setattr(compiling, 'is_quick', lambda mode: False)  # FAST_COMPILE plays Numba
+    monkeypatch.setattr(downhill._compat, 'compiles_at_first_call', lambda fn: True)
     monkeypatch.setattr(compiling, 'QUICK_UPDATES', 6)  # 4 updates an iteration
 
     def trained(hold):
