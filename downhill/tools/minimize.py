@@ -1,7 +1,7 @@
 """The one-call interface."""
 
-from .base import build
-from .dataset import Dataset, as_dataset
+from ..optimizer.base import build
+from ..training.dataset import Dataset, as_dataset
 
 
 def _wrap(data, name, batch_size, iteration_size):

@@ -7,7 +7,7 @@ in :meth:`downhill.Optimizer.get_updates`.
 
 import pytensor.tensor as pt
 
-from . import _compat
+from .. import _compat
 
 
 def as_dtype(value, dtype):

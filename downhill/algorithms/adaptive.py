@@ -3,8 +3,9 @@ r"""Methods that adapt a step size for every parameter element."""
 import numpy as np
 import pytensor.tensor as pt
 
-from . import _compat, hyperparams
-from .base import Optimizer
+from .. import _compat
+from ..core import hyperparams
+from ..optimizer.base import Optimizer
 
 __all__ = ['RProp', 'ADAGRAD', 'RMSProp', 'ADADELTA', 'ESGD', 'Adam']
 

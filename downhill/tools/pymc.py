@@ -11,9 +11,9 @@ import numpy as np
 import pytensor
 from pytensor.graph.replace import graph_replace
 
-from .base import algorithm_names, build, lookup
-from .logs import live_status, quiet
-from .second_order import FullBatchOptimizer
+from ..optimizer.base import algorithm_names, build, lookup
+from ..training.logs import live_status, quiet
+from ..algorithms.second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
 

@@ -1,6 +1,6 @@
 r"""First-order methods with a single global learning rate."""
 
-from .base import Optimizer
+from ..optimizer.base import Optimizer
 
 __all__ = ['SGD', 'NAG']
 

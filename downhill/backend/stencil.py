@@ -45,9 +45,8 @@ from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.subtensor import IncSubtensor, Subtensor, get_constant_idx
 from pytensor.tensor.type import TensorType
 
-from . import _compat
-from .generated_loops import (elementwise, generated_cache_key, is_full_sum, replace_validated,
-                              scalar_callee, total)
+from .. import _compat
+from .generated_loops import elementwise, generated_cache_key, is_full_sum, replace_validated, scalar_callee, total
 
 __all__ = ['FuseStencils', 'StencilLoop', 'Update', 'fuse_stencils']
 

@@ -22,11 +22,13 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from . import checkpoint as checkpoints
-from . import compile as compiling, diagnose, graph, hyperparams, interrupts, nonfinite, schedules, transforms
-from .dataset import Batches, Dataset, Passes, as_dataset
-from .fast_tanh import calls_libm_tanh
-from .logs import IMPROVED, Progress, format_monitors
+from ..training import checkpoint as checkpoints
+from ..backend import compile as compiling
+from ..training import diagnose, interrupts
+from ..core import graph, hyperparams, nonfinite, schedules, transforms
+from ..training.dataset import Batches, Dataset, Passes, as_dataset
+from ..backend.fast_tanh import calls_libm_tanh
+from ..training.logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
 
@@ -1147,7 +1149,7 @@ class Optimizer:
             if not resumed:
                 undo.keep(self._constraints)
                 self._project_start()
-                self._best_params = None  # new arrays: the last run's best stay with ``undo``
+                undo.keep_arrays(getattr(self, '_best_params', None) or ())  # overwritten in place
                 self._best_params = self._snapshot()
             while True:
                 if iteration >= due:
@@ -1342,12 +1344,15 @@ class _Undo:
     """
 
     def __init__(self, opt):
-        self.opt, self.settings, self.values, self.positions = opt, opt._settings(), {}, []
+        self.opt, self.settings, self.values, self.positions, self.arrays = opt, opt._settings(), {}, [], []
 
     def keep(self, variables):
         for var in variables:
             if id(var) not in self.values:
                 self.values[id(var)] = var, var.get_value()
+
+    def keep_arrays(self, arrays):
+        self.arrays = [(array, array.copy()) for array in arrays]
 
     def keep_data(self, *datasets):
         datasets = {id(d): d for d in datasets if isinstance(d, Dataset)}.values()
@@ -1358,6 +1363,8 @@ class _Undo:
             var.set_value(value)
         for data, position in self.positions:
             data.restore(position)
+        for array, value in self.arrays:
+            np.copyto(array, value)
         self.opt._restore_settings(self.settings)
 
 

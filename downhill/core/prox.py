@@ -66,7 +66,8 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
 
-from . import _compat, hyperparams
+from .. import _compat
+from . import hyperparams
 from .transforms import as_dtype
 
 __all__ = ['Operator', 'nonnegative', 'box', 'unit_norm', 'max_norm', 'simplex', 'normalize',

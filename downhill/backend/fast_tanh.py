@@ -42,7 +42,7 @@ from pytensor.graph.replace import graph_replace
 from pytensor.scalar import basic as scalar
 from pytensor.tensor.elemwise import Elemwise
 
-from . import _compat
+from .. import _compat
 
 #: Where the approximation stops: float32(tanh(x)) == 1 for every float32 x >= 9.0109.
 CLAMP = 9.1

@@ -2,9 +2,9 @@ r"""Later members of the Adam family: AdamW, Adamax and NAdam."""
 
 import pytensor.tensor as pt
 
-from . import hyperparams
+from ..core import hyperparams
 from .adaptive import Adam, _MomentsMixin
-from .base import Optimizer
+from ..optimizer.base import Optimizer
 
 __all__ = ['AdamW', 'Adamax', 'NAdam']
 

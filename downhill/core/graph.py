@@ -8,7 +8,7 @@ from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from . import _compat
+from .. import _compat
 
 log = logging.getLogger('downhill')
 

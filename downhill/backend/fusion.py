@@ -10,7 +10,7 @@ Numba mode. Leave one out with, e.g.,
 ``mode=get_mode('NUMBA').excluding('downhill_sums')``.
 """
 
-from . import _compat
+from .. import _compat
 from .fused_sums import TAG as SUMS_TAG, ElemwiseSums
 from .stencil import TAG as STENCIL_TAG, StencilLoop
 

@@ -37,9 +37,9 @@ import pickle
 
 import numpy as np
 
-from . import graph
-from .base import algorithm_names, lookup
-from .logs import quiet
+from ..core import graph
+from ..optimizer.base import algorithm_names, lookup
+from ..training.logs import quiet
 
 log = logging.getLogger('downhill')
 
@@ -221,7 +221,7 @@ def _starting_points(starts, size, bounds, seed, problem):
 
 
 def _why_not_vectorized(cls, loss, params, executor, constraints, kwargs):
-    from .second_order import FullBatchOptimizer
+    from ..algorithms.second_order import FullBatchOptimizer
     if issubclass(cls, FullBatchOptimizer):
         return 'a full-batch method searches a line per point'
     if len(params) != 1:
@@ -266,7 +266,7 @@ def _run(opt, params, start, spec):
 
 
 def _build(loss, params, spec, constraints):
-    from .base import build
+    from ..optimizer.base import build
     return build(spec['algo'], loss, params=params, inputs=spec['inputs'], mode=spec['mode'],
                  constraints=constraints)
 
@@ -310,7 +310,7 @@ def _vectorized(loss, param, start_points, spec):
     """All points in one optimizer: the loss summed over a stack of copies of ``param``."""
     import pytensor
     from pytensor.graph.replace import vectorize_graph
-    from .base import build
+    from ..optimizer.base import build
     value = param.get_value(borrow=True)
     stack = np.asarray(start_points, dtype=value.dtype).reshape((len(start_points),) + value.shape)
     points = pytensor.shared(stack, name=f'{param.name or "param"}_starts')

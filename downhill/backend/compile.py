@@ -34,7 +34,7 @@ import time
 import numpy as np
 import pytensor
 
-from . import _compat
+from .. import _compat
 from .fast_tanh import replace_for_mode
 from .fusion import mode_with_fusion
 from .quick import quick_mode

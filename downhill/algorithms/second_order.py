@@ -44,9 +44,10 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import graph, hyperparams, linesearch, nonfinite
-from .base import CLIP_SYNONYMS, Optimizer, StopTraining, _REGISTRY, _algorithm_key
-from .dataset import as_dataset
+from ..core import graph, hyperparams, nonfinite
+from . import linesearch
+from ..optimizer.base import CLIP_SYNONYMS, Optimizer, StopTraining, _REGISTRY, _algorithm_key
+from ..training.dataset import as_dataset
 from .objective import FlatObjective, all_batches
 
 log = logging.getLogger('downhill')

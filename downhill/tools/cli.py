@@ -26,10 +26,13 @@ import traceback
 import click
 import numpy as np
 
-from . import __version__, base, hyperparams, landscapes as landscapes_module
-from .base import Optimizer, algorithms as registered_algorithms
-from .logs import StatusLine
-from .second_order import FullBatchOptimizer
+from .. import __version__
+from ..core import hyperparams
+from ..optimizer import base
+from . import landscapes as landscapes_module
+from ..optimizer.base import Optimizer, algorithms as registered_algorithms
+from ..training.logs import StatusLine
+from ..algorithms.second_order import FullBatchOptimizer
 
 log = logging.getLogger('downhill')
 
@@ -820,7 +823,7 @@ def _param_names(params):
 
 
 def _batches(data, name, batch_size):
-    from .dataset import as_dataset
+    from ..training.dataset import as_dataset
     wrapped = as_dataset(data, name, batch_size)
     try:
         return wrapped, max(1, len(wrapped))

@@ -19,8 +19,9 @@ import itertools
 import pickle
 import time
 
-from . import base, hyperparams
-from .logs import quiet
+from ..optimizer import base
+from ..core import hyperparams
+from ..training.logs import quiet
 from .minimize import _wrap
 
 #: Keywords of :func:`downhill.build` (``algo`` included).

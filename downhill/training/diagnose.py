@@ -12,8 +12,8 @@ integer inputs, the range of its values).
 
 import numpy as np
 
-from . import _compat
-from .graph import describe
+from .. import _compat
+from ..core.graph import describe
 
 
 class DataError(ValueError):

@@ -34,9 +34,8 @@ from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.type import TensorType
 
-from . import _compat
-from .generated_loops import (elementwise, generated_cache_key, is_full_sum, replace_validated,
-                              scalar_callee, total)
+from .. import _compat
+from .generated_loops import elementwise, generated_cache_key, is_full_sum, replace_validated, scalar_callee, total
 
 __all__ = ['ElemwiseSums', 'FuseSums', 'fuse_sums']
 

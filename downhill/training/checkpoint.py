@@ -48,7 +48,8 @@ import zlib
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
 
-from . import _compat, graph
+from .. import _compat
+from ..core import graph
 from .dataset import Dataset
 
 log = logging.getLogger('downhill')
@@ -488,7 +489,7 @@ def check(opt, ck):
                              f'{entry["dtype"]} in the checkpoint, {value.dtype} here')
     for j, entry in enumerate(meta['states']):
         _check_state(opt, where, j, entry)
-    from .base import Optimizer  # (base imports this module)
+    from ..optimizer.base import Optimizer
     host = sorted(k for k in ck.arrays if k.startswith('host/'))
     if host and type(opt)._restore_host_state is Optimizer._restore_host_state:
         raise ValueError(f'{where}: the checkpoint holds host state ({", ".join(host)}) that '

@@ -32,8 +32,9 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import _compat, compile as compiling
-from .dataset import Dataset, _take
+from .. import _compat
+from ..backend import compile as compiling
+from ..training.dataset import Dataset, _take
 
 log = logging.getLogger('downhill')
 
