@@ -514,7 +514,7 @@ def test_host_state_round_trip(tmp_path):
         def _restore_host_state(self, arrays):
             self.history = arrays['history']
 
-    downhill.base._REGISTRY.pop('hostcounter')  # not an algorithm for the other tests
+    downhill.optimizer.registry.unregister('hostcounter')  # not an algorithm for the other tests
     x = pytensor.shared(np.array([3.0]), name='x')
     opt = HostCounter(pt.sqr(x).sum())
     opt.history = np.array([1.0, 2.0])

@@ -30,7 +30,7 @@ def test_algorithms_lists_every_registered_algorithm_from_the_code(run):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     for name, cls in downhill.algorithms().items():
-        shown = downhill.base.SPELLINGS.get(name, name)  # newton-cg, as the docs write it
+        shown = downhill.optimizer.registry.spelling(name)  # newton-cg, as the docs write it
         line = next(l for l in lines if l.startswith(shown + ' '))
         assert cli._first_line(cls) in line
     assert 'newtoncg' not in result.output
@@ -56,7 +56,7 @@ def test_algorithms_follows_new_subclasses(run):
         assert 'wobble' in cli.valid_keywords(Cli_Test_Algo)
         assert 'learning_rate' in cli.valid_keywords(Cli_Test_Algo)
     finally:
-        downhill.base._REGISTRY.pop('clitestalgo', None)
+        downhill.optimizer.registry.unregister('clitestalgo')
 
 
 def test_algorithms_name_shows_the_docstring(run):
@@ -390,7 +390,7 @@ def test_race_defaults_follow_the_class_hierarchy():
         assert cli.race_defaults('beale', 'adagrad') == cli.RACE_DEFAULTS['*']['adagrad']
         assert cli.race_steps('rosenbrock') == 1000 and cli.race_steps('beale') == 500
     finally:
-        downhill.base._REGISTRY.pop('clitestadam', None)
+        downhill.optimizer.registry.unregister('clitestadam')
 
 
 def test_fit_prints_the_best_loss_of_the_parameters_it_saves(run, tmp_path, monkeypatch):

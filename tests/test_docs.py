@@ -11,6 +11,7 @@ import pytest
 
 import downhill
 from downhill import base, cli, landscapes
+from downhill.optimizer import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, 'docs')
@@ -35,7 +36,7 @@ def _library_algorithms():
 
 def _spelling(name):
     """How the docs write a registered name (``'newton-cg'`` for ``newtoncg``)."""
-    return base.SPELLINGS.get(name, name)
+    return registry.spelling(name)
 
 
 def test_the_core_algorithms_have_pages_that_document_their_class():

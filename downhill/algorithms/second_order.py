@@ -46,7 +46,8 @@ import pytensor.tensor as pt
 
 from ..core import graph, hyperparams, nonfinite
 from . import linesearch
-from ..optimizer.base import CLIP_SYNONYMS, Optimizer, StopTraining, _REGISTRY, _algorithm_key
+from ..optimizer import registry
+from ..optimizer.base import CLIP_SYNONYMS, Optimizer, StopTraining
 from ..training.dataset import as_dataset
 from .objective import FlatObjective, all_batches
 
@@ -62,7 +63,7 @@ UNUSED = ('learning_rate', 'momentum', 'nesterov', 'max_gradient_norm', 'max_gra
 BOUNDS = ('box', 'nonnegative')
 
 
-class FullBatchOptimizer(Optimizer):
+class FullBatchOptimizer(Optimizer, abstract=True):
     """Base of the full-batch methods: flat vector, all batches, stopping reasons.
 
     A subclass implements :meth:`_step` (one iteration from ``self._x``) and,
@@ -77,7 +78,7 @@ class FullBatchOptimizer(Optimizer):
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
                  monitor_gradients=False, mode=None, constraints=None, quick_start=False,
                  fast_tanh=True):
-        name = _algorithm_key(type(self).__name__)
+        name = registry.key(type(self).__name__)
         if updates:
             raise TypeError(
                 f'{name}: updates= (state changed at every step) is not supported by full-batch '
@@ -117,7 +118,7 @@ class FullBatchOptimizer(Optimizer):
         is at most this. ``ftol``: stop when an iteration lowers the loss by
         at most ``ftol * max(|f|, |f_new|, 1)`` (SciPy's L-BFGS-B defaults).
         """
-        name = _algorithm_key(type(self).__name__)
+        name = registry.key(type(self).__name__)
         for key in UNUSED:
             if key in kwargs:
                 raise TypeError(f'{name} does not use {key}: its step is chosen by a line '
@@ -154,7 +155,7 @@ class FullBatchOptimizer(Optimizer):
         log.info('%s: %s', type(self).__name__, shown)
 
     def get_updates(self, **kwargs):
-        raise TypeError(f'{_algorithm_key(type(self).__name__)} is a full-batch method with a '
+        raise TypeError(f'{registry.key(type(self).__name__)} is a full-batch method with a '
                         'line search or trust region: it has no per-step update pairs to compile; '
                         'use iterate() or minimize()')
 
@@ -432,7 +433,7 @@ def check_arrays(owner, arrays, layout):
                              f'{dtype} here')
 
 
-class _QuasiNewton(FullBatchOptimizer):
+class _QuasiNewton(FullBatchOptimizer, abstract=True):
     """A quasi-Newton iteration: direction from an inverse-Hessian approximation, then a line search."""
 
     def _prepare(self, max_linesearch=20, **kwargs):
@@ -817,8 +818,3 @@ def _crossings(z, d, radius):
     q = -0.5 * (b + math.copysign(root, b))
     t1, t2 = q / a, (c / q if q != 0 else -q / a)
     return sorted((t1, t2))
-
-
-# The base class is not an algorithm of its own.
-for _name in ('fullbatchoptimizer', 'quasinewton'):
-    _REGISTRY.pop(_name, None)

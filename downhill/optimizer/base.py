@@ -8,7 +8,6 @@ compiling, feeding data, monitoring, early stopping and logging.
 
 import collections
 import collections.abc
-import difflib
 import functools
 import logging
 import math
@@ -29,6 +28,8 @@ from ..core import graph, hyperparams, nonfinite, schedules, transforms
 from ..training.dataset import Batches, Dataset, Passes, as_dataset
 from ..backend.fast_tanh import calls_libm_tanh
 from ..training.logs import IMPROVED, Progress, format_monitors
+from . import registry
+from .registry import algorithm_names, algorithms, lookup  # noqa: F401 -- the public names, here too
 
 log = logging.getLogger('downhill')
 
@@ -38,51 +39,12 @@ LOOP_KEYWORDS = ('patience', 'validate_every', 'min_improvement', 'max_updates',
 #: Old names of ``max_gradient_elem``.
 CLIP_SYNONYMS = ('max_gradient_clip', 'gradient_clip')
 
-_REGISTRY = {}
-
-
 class StopTraining(Exception):
     """Raised by a training runner (see ``Optimizer._train_runner``) to end the loop.
 
     Its message is the stopping reason that the loop logs (a full-batch
     method that has converged, for instance).
     """
-
-
-def _algorithm_key(name):
-    return name.lower().replace('-', '').replace('_', '')
-
-
-def algorithms():
-    """Registered algorithm names mapped to their classes, sorted by name."""
-    return dict(sorted(_REGISTRY.items()))
-
-
-#: How a registered name is written in messages and docs, where it is not the name itself.
-SPELLINGS = {'newtoncg': 'newton-cg'}
-
-
-def algorithm_names():
-    """The registered algorithms' names as users write them (``'newton-cg'``), sorted."""
-    return sorted(SPELLINGS.get(key, key) for key in _REGISTRY)
-
-
-def lookup(algo):
-    """The Optimizer subclass for ``algo`` (a name, any case, ``-``/``_`` ignored, or a subclass).
-
-    An unknown name is a ValueError that suggests the closest names and lists the valid ones.
-    """
-    if isinstance(algo, type) and issubclass(algo, Optimizer):
-        return algo
-    if not isinstance(algo, str):
-        raise TypeError(f'algo must be an algorithm name or an Optimizer subclass, got {algo!r}')
-    cls = _REGISTRY.get(_algorithm_key(algo))
-    if cls is None:
-        close = difflib.get_close_matches(_algorithm_key(algo), list(_REGISTRY), n=2, cutoff=0.6)
-        hint = (' (did you mean ' + ' or '.join(repr(SPELLINGS.get(c, c)) for c in close) + '?)'
-                if close else '')
-        raise ValueError(f'unknown algorithm {algo!r}{hint}; valid names: {", ".join(algorithm_names())}')
-    return cls
 
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
@@ -177,21 +139,23 @@ class Optimizer:
     #: means: compile anew on every call.
     _graph_attrs = None
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, abstract=False, **kwargs):
+        """Register the subclass by name; ``class X(Optimizer, abstract=True)`` for a base of others."""
         super().__init_subclass__(**kwargs)
-        key = _algorithm_key(cls.__name__)
-        old = _REGISTRY.get(key)
+        if abstract:
+            return
+        old = registry.registered(cls.__name__)
         if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            log.warning('algorithm %r: %s.%s replaces %s.%s', key, cls.__module__,
-                        cls.__qualname__, old.__module__, old.__qualname__)
-        _REGISTRY[key] = cls
+            log.warning('algorithm %r: %s.%s replaces %s.%s', registry.key(cls.__name__),
+                        cls.__module__, cls.__qualname__, old.__module__, old.__qualname__)
+        registry.register(cls)
 
     @staticmethod
     def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
               monitor_gradients=False, mode=None, constraints=None, quick_start=False,
               fast_tanh=True):
         """Construct an optimizer by name; see :func:`downhill.build`."""
-        cls = lookup(algo)
+        cls = registry.lookup(algo)
         return cls(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
                    monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
                    quick_start=quick_start, fast_tanh=fast_tanh)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..core import hyperparams
-from ..optimizer import base
+from ..optimizer import base, registry
 from . import landscapes as landscapes_module
 from ..optimizer.base import Optimizer, algorithms as registered_algorithms
 from ..training.logs import StatusLine
@@ -176,7 +176,7 @@ def parse_settings(items, algos=None):
         algo = None
         if '.' in key:
             algo, key = key.split('.', 1)
-            algo = base._algorithm_key(algo)
+            algo = registry.key(algo)
             if algo not in known_algos:
                 raise click.BadParameter(f'{item!r}: unknown algorithm {algo!r}; valid names: '
                                          f'{", ".join(known_algos)}', param_hint="'--set'")
@@ -308,26 +308,26 @@ def algorithms_command(name):
     """
     algos = registered_algorithms()
     if name is not None:
-        cls = algos.get(base._algorithm_key(name))
+        cls = algos.get(registry.key(name))
         if cls is None:
             raise click.BadParameter(f'unknown algorithm {name!r}; valid names: '
-                                     f'{", ".join(base.algorithm_names())}', param_hint="'NAME'")
+                                     f'{", ".join(registry.algorithm_names())}', param_hint="'NAME'")
         own = hyperparameters(cls, common=False)
-        key = base._algorithm_key(name)
-        click.echo(f'{base.SPELLINGS.get(key, key)}  ({cls.__module__}.{cls.__qualname__})\n')
+        key = registry.key(name)
+        click.echo(f'{registry.spelling(key)}  ({cls.__module__}.{cls.__qualname__})\n')
         click.echo(inspect.getdoc(cls) or '(no description)')
         click.echo('\nHyperparameters: ' + (', '.join(f'{k}={_fmt_default(v)}' for k, v in own.items())
                                              or '(only the common ones)'))
         return
-    width = max(len(k) for k in base.algorithm_names())
+    width = max(len(k) for k in registry.algorithm_names())
     for key, cls in algos.items():
-        shown = base.SPELLINGS.get(key, key)
+        shown = registry.spelling(key)
         click.echo(f'{click.style(shown.ljust(width), bold=True)}  {_first_line(cls)}')
         own = hyperparameters(cls, common=False)
         if own:
             click.echo(' ' * (width + 2) + '  '.join(f'{k}={_fmt_default(v)}' for k, v in own.items()))
     common = {n: d for n, d in _prepare_parameters(Optimizer)}
-    full = [base.SPELLINGS.get(k, k) for k, c in algos.items() if issubclass(c, FullBatchOptimizer)]
+    full = [registry.spelling(k) for k, c in algos.items() if issubclass(c, FullBatchOptimizer)]
     click.echo('\nEvery algorithm' + (f' except the full-batch ones ({", ".join(full)})' if full else '')
                + ' also takes: ' + ', '.join(f'{k}={_fmt_default(v)}' for k, v in common.items()))
     loop = loop_keywords()
@@ -402,7 +402,7 @@ def race_defaults(landscape, algo):
     table = RACE_DEFAULTS.get(landscape, {})
     generic = RACE_DEFAULTS['*']
     cls = registered_algorithms().get(algo)
-    keys = [algo] + [base._algorithm_key(k.__name__) for k in (cls.__mro__[1:] if cls else ())]
+    keys = [algo] + [registry.key(k.__name__) for k in (cls.__mro__[1:] if cls else ())]
     for key in keys:
         if key in table:
             return dict(table[key])
@@ -489,7 +489,7 @@ def run_race(problem, algo, steps, hypers=None, start=None, tol=1e-3, mode=None,
         diverged = True
     param.set_value(start.copy())
     return {
-        'algo': base.SPELLINGS.get(algo, algo) if isinstance(algo, str) else algo,
+        'algo': registry.spelling(algo) if isinstance(algo, str) else algo,
         'hyperparameters': hypers,
         'path': path,
         'losses': values,
@@ -542,12 +542,12 @@ def _check_algos(names):
     out = []
     for name in names:
         for part in name.split(','):
-            key = base._algorithm_key(part.strip())
+            key = registry.key(part.strip())
             if key not in algos:
                 close = difflib.get_close_matches(key, list(algos), n=1)
                 hint = f' (did you mean {close[0]!r}?)' if close else ''
                 raise click.BadParameter(f'unknown algorithm {part!r}{hint}; valid names: '
-                                         f'{", ".join(base.algorithm_names())}', param_hint="'--algo'")
+                                         f'{", ".join(registry.algorithm_names())}', param_hint="'--algo'")
             if key not in out:
                 out.append(key)
     return out
