@@ -25,8 +25,10 @@ crash while writing leaves the previous checkpoint whole.
 
 :func:`read` refuses anything else with a :class:`CheckpointError` naming the file
 and the culprit, before it blocks (a FIFO), allocates (an array header's claims are
-checked against the zip entry) or recurses without bound; :func:`check` then checks
-all that :func:`restore` uses, and :func:`restore` is whole or nothing.
+checked against the zip entry) or recurses without bound (that reading, and the
+meta document's schema, are :mod:`downhill.training.checkpoint_format`);
+:func:`check` then checks all that :func:`restore` uses, and :func:`restore` is
+whole or nothing.
 
 Compatibility: ``VERSION`` changes whenever the layout changes; this module
 reads every version up to its own and refuses newer ones with a message
@@ -39,33 +41,20 @@ import json
 import logging
 import math
 import os
-import stat
-import struct
 import tempfile
-import zipfile
-import zlib
 
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
 
 from .. import _compat
 from ..core import graph
+from .checkpoint_format import FORMAT, VERSION, CheckpointError, check_dataset_state, check_loop, load, show
 from .dataset import Dataset
 
 log = logging.getLogger('downhill')
 
-#: The ``format`` field of every checkpoint.
-FORMAT = 'downhill-checkpoint'
-#: The layout version written by this code (and the newest it reads).
-VERSION = 1
 #: Bit generators that a checkpoint may name; nothing else is looked up.
 _BIT_GENERATORS = ('PCG64', 'PCG64DXSM', 'MT19937', 'Philox', 'SFC64')
-#: Deflate expands data at most about 1032 times: a zip entry claiming more lies.
-_MAX_INFLATION = 1100
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message names the file and what is wrong."""
 
 
 class LoopState:
@@ -112,11 +101,7 @@ class LoopState:
     @classmethod
     def from_json(cls, values, path=None):
         """The state that :meth:`to_json` wrote; a CheckpointError names a field that is not."""
-        _fields(path, 'loop', values, _LOOP)
-        for name in ('best_at', 'validated_at'):  # the loop only counts forwards
-            if values[name] is not None and values[name] > values['iteration']:
-                raise _corrupted(path, f'loop.{name} {values[name]} is after loop.iteration '
-                                       f'{values["iteration"]}')
+        check_loop(path, values)
         state = cls(**{k: values[k] for k in cls.FIELDS})
         if state.validation is not None:
             state.validation = collections.OrderedDict(state.validation)
@@ -241,223 +226,8 @@ def read(path):
         mistyped entry) or comes from a newer format.
     """
     path = os.fspath(path)
-    try:
-        with _open_regular(path) as f:
-            arrays = _read_arrays(path, f)
-    except (CheckpointError, FileNotFoundError, PermissionError):
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, struct.error) as err:
-        raise CheckpointError(f'{path}: not a readable downhill checkpoint (truncated or corrupted?): '
-                              f'{type(err).__name__}: {err}') from err
-    meta = _parse_meta(path, arrays.pop('meta', None))
-    _check_meta(path, meta)
-    _check_layout(path, meta, arrays)
+    meta, arrays = load(path)
     return Checkpoint(path, meta, arrays)
-
-
-_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO (named pipe)'),
-          (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a character device'),
-          (stat.S_ISBLK, 'a block device'))
-
-
-def _open_regular(path):
-    """``path`` opened for reading if it is a regular file: opening a FIFO waits for a writer."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist') from None
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _KINDS if test(mode)), 'something else')
-        raise CheckpointError(f'{path}: not a regular file (it is {kind}), so not a checkpoint')
-    # non-blocking, should it have become a FIFO since (reading it then fails; no effect on files)
-    return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0)),
-                     'rb')
-
-
-def _read_arrays(path, f):
-    """The arrays of the archive ``f``; each entry's sizes and header checked before it is read."""
-    if f.read(6) == b'\x93NUMPY':
-        raise CheckpointError(f'{path}: a single NumPy array (.npy), not a checkpoint archive (.npz)')
-    f.seek(0)
-    size, arrays = os.fstat(f.fileno()).st_size, {}
-    with zipfile.ZipFile(f) as archive:
-        for info in archive.infolist():
-            name = info.filename[:-len('.npy')]
-            if not info.filename.endswith('.npy') or name in arrays:
-                raise _member(path, info.filename, 'is a duplicate or not an .npy entry')
-            _check_entry(path, name, info, size)
-            try:
-                with archive.open(info) as member:
-                    _check_header(path, name, member, info.file_size)
-                with archive.open(info) as member:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-            except CheckpointError:
-                raise
-            except (ValueError, EOFError, SyntaxError, RecursionError) as err:
-                raise _member(path, name, f'is truncated or corrupted: {type(err).__name__}: '
-                              f'{err}') from err
-    return arrays
-
-
-def _member(path, name, what):
-    return CheckpointError(f'{path}: array {name!r} {what}')
-
-
-def _check_entry(path, name, info, size):
-    """The bytes a zip entry claims must be in the file, and expand at most as deflate can."""
-    stored = info.compress_type == zipfile.ZIP_STORED
-    if not stored and info.compress_type != zipfile.ZIP_DEFLATED:
-        raise _member(path, name, f'is compressed with zip method {info.compress_type}; a '
-                      'checkpoint uses none (or deflate)')
-    if info.header_offset + info.compress_size > size:
-        raise _member(path, name, f'is corrupted: its zip entry claims {info.compress_size} bytes '
-                      f'at offset {info.header_offset}, but the file has {size}')
-    if info.file_size > info.compress_size * (1 if stored else _MAX_INFLATION) + 64:
-        raise _member(path, name, f'is corrupted: its zip entry claims {info.file_size} bytes '
-                      f'from {info.compress_size} stored')
-
-
-def _check_header(path, name, member, size):
-    """The shape and dtype in an .npy header must fit the entry's ``size``: checked before
-    anything is allocated."""
-    version = np.lib.format.read_magic(member)
-    if version not in ((1, 0), (2, 0)):
-        raise _member(path, name, f'has .npy format version {version}; a checkpoint has 1.0 or 2.0')
-    shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)(member)
-    if dtype.hasobject:
-        raise _member(path, name, f'has dtype {dtype} (pickled Python objects): refused, a '
-                      'checkpoint holds only numbers and text')
-    declared, held = math.prod(shape) * dtype.itemsize, size - member.tell()
-    if declared != held:
-        raise _member(path, name, f'is corrupted: its header declares shape {shape} of {dtype} '
-                      f'({declared} bytes), but its zip entry holds {held}')
-
-
-def _parse_meta(path, meta):
-    if meta is None:
-        raise CheckpointError(f'{path}: not a downhill checkpoint (no meta document)')
-    if meta.dtype.kind != 'U' or meta.ndim != 0:
-        raise CheckpointError(f"{path}: not a downhill checkpoint: its 'meta' array should be one "
-                              f'string (0-d unicode), got shape {meta.shape} and dtype {meta.dtype}')
-    try:
-        meta = json.loads(str(meta))
-    except RecursionError:
-        raise CheckpointError(f"{path}: the 'meta' document is nested too deeply (corrupted?)") from None
-    except ValueError as err:
-        raise CheckpointError(f"{path}: the 'meta' document is not valid JSON (corrupted?): {err}") from err
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: not a downhill checkpoint: its 'meta' document should be a "
-                              f'JSON object, got {_show(meta)}')
-    return meta
-
-
-# ----------------------------------------------------- the meta document's schema
-
-
-# (test, what it expects) of each entry of the meta document; a bool is no number here
-_is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
-_is_number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-_STR = (lambda v: isinstance(v, str), 'a string')
-_NAME = (lambda v: v is None or isinstance(v, str), 'a string or null')
-_DICT = (lambda v: isinstance(v, dict), 'a JSON object')
-_LIST = (lambda v: isinstance(v, list), 'a list')
-_COUNT = (lambda v: _is_int(v) and v >= 0, 'a whole number >= 0')
-_NUMBER = (_is_number, 'a number')
-_SHAPE = (lambda v: isinstance(v, list) and len(v) <= 64 and all(_COUNT[0](n) for n in v),
-          'a list of whole numbers >= 0')
-_PARAM = {'name': _NAME, 'shape': _SHAPE, 'dtype': _STR}
-_GENERATOR = {'name': _NAME, 'state': _DICT, 'kind': (lambda v: v in ('Generator', 'RandomState'),
-                                                      "'Generator' or 'RandomState'")}
-_HOOK = {'type': _STR, 'best': (lambda v: v is None or _is_number(v), 'a number or null'),
-         'failures': _COUNT, 'wait': _COUNT, 'reductions': _COUNT, 'value': _NUMBER}
-_LOOP = {'iteration': _COUNT, 'best_loss': _HOOK['best'], 'best_at': _COUNT, 'failures': _COUNT,
-         'validated_at': (lambda v: v is None or _COUNT[0](v), 'a whole number >= 0 or null'),
-         'validation': (lambda v: v is None or (isinstance(v, dict) and 'loss' in v
-                                                and all(map(_is_number, v.values()))),
-                        "null or an object of numbers with a 'loss'")}
-
-
-def _show(value):
-    try:
-        text = repr(value)
-    except RecursionError:  # (json.loads nests as deep as repr can go, nearly)
-        return 'a value nested too deeply'
-    return text if len(text) <= 80 else text[:77] + '...'
-
-
-def _corrupted(path, what):
-    return CheckpointError(f'{path}: the checkpoint meta document is corrupted: {what}' if path else what)
-
-
-def _need(path, where, value, rule):
-    if not rule[0](value):
-        raise _corrupted(path, f'{where} should be {rule[1]}, got {_show(value)}')
-
-
-def _fields(path, where, entry, rules):
-    _need(path, where, entry, _DICT)
-    for key, rule in rules.items():
-        if key not in entry:
-            raise _corrupted(path, f'{where} has no {key!r} entry')
-        _need(path, f'{where}.{key}', entry[key], rule)
-
-
-def _check_meta(path, meta):
-    """Every entry that check() and the restore functions read, with its type."""
-    if meta.get('format') != FORMAT:
-        raise CheckpointError(f'{path}: not a downhill checkpoint (format is {_show(meta.get("format"))})')
-    version = meta.get('version')
-    if not _is_int(version) or version < 1:
-        raise CheckpointError(f'{path}: bad checkpoint format version {_show(version)}')
-    if version > VERSION:
-        raise CheckpointError(f'{path}: checkpoint format version {version} was written by a newer '
-                              f'downhill; this one reads versions up to {VERSION}')
-    for key in ('algorithm', 'params', 'states', 'hyperparameters', 'generators', 'hooks', 'loop', 'data'):
-        if key not in meta:
-            raise CheckpointError(f'{path}: the checkpoint meta document has no {key!r} entry (corrupted?)')
-    _need(path, "'algorithm'", meta['algorithm'], _STR)
-    n = len(meta['params']) if isinstance(meta['params'], list) else 0
-    state = {'param': (lambda v: v is None or (_is_int(v) and 0 <= v < n),
-                       f'null or a parameter index below {n}'), 'name': _STR, 'shape': _SHAPE, 'dtype': _STR}
-    for key, rules in (('params', _PARAM), ('states', state), ('generators', _GENERATOR), ('hooks', _HOOK)):
-        _need(path, repr(key), meta[key], _LIST)
-        for i, entry in enumerate(meta[key]):
-            if not (key == 'hooks' and entry is None):  # (a hook with nothing to save)
-                _fields(path, f'{key}[{i}]', entry, rules)
-    keys = [(e['param'], e['name']) for e in meta['states']]
-    if len(set(keys)) != len(keys):
-        raise _corrupted(path, 'a state entry is listed twice')
-    _need(path, "'hyperparameters'", meta['hyperparameters'], _DICT)
-    for name, value in meta['hyperparameters'].items():
-        _need(path, f'hyperparameters[{name!r}]', value, _NUMBER)
-    LoopState.from_json(meta['loop'], path)
-    _need(path, "'data'", meta['data'], (lambda v: isinstance(v, dict) and set(v) == {'train', 'valid'},
-                                         "an object of a 'train' and a 'valid' entry"))
-    for role, value in meta['data'].items():  # a dataset's state, or the valid data is the train data
-        _need(path, f'data[{role!r}]', value, (
-            lambda v: v is None or isinstance(v, dict) or (role == 'valid' and v == 'train'),
-            'null or a JSON object' + (" or 'train'" if role == 'valid' else '')))
-
-
-def _check_layout(path, meta, arrays):
-    expected = [(f'param/{i}', e) for i, e in enumerate(meta['params'])]
-    expected += [(f'best/{i}', e) for i, e in enumerate(meta['params'])]
-    expected += [(f'state/{j}', e) for j, e in enumerate(meta['states'])]
-    for key, entry in expected:
-        value = arrays.get(key)
-        if value is None:
-            raise CheckpointError(f'{path}: the checkpoint has no array {key!r} (corrupted?)')
-        if list(value.shape) != list(entry['shape']) or str(value.dtype) != entry['dtype']:
-            raise CheckpointError(f'{path}: array {key!r} has shape {value.shape} and dtype {value.dtype}, '
-                                  f'but the checkpoint says {tuple(entry["shape"])} {entry["dtype"]} (corrupted?)')
-        if value.dtype.kind not in 'biufc':
-            raise CheckpointError(f'{path}: array {key!r} has dtype {value.dtype}, not a number (corrupted?)')
-    known = {key for key, _ in expected}
-    for key in arrays:
-        if key not in known and not key.startswith('host/'):
-            raise CheckpointError(f'{path}: the checkpoint holds an array {key!r} that its meta '
-                                  'document does not list (corrupted?)')
 
 
 # ---------------------------------------------------------------- restoring
@@ -489,9 +259,8 @@ def check(opt, ck):
                              f'{entry["dtype"]} in the checkpoint, {value.dtype} here')
     for j, entry in enumerate(meta['states']):
         _check_state(opt, where, j, entry)
-    from ..optimizer.base import Optimizer
     host = sorted(k for k in ck.arrays if k.startswith('host/'))
-    if host and type(opt)._restore_host_state is Optimizer._restore_host_state:
+    if host and not _keeps_host_state(opt):
         raise ValueError(f'{where}: the checkpoint holds host state ({", ".join(host)}) that '
                          f'{here} does not keep')
     check_host = getattr(opt, '_check_host_state', None)
@@ -502,6 +271,19 @@ def check(opt, ck):
             raise ValueError(f'{where}: {err}') from err
     _check_generators(opt, ck)
     _check_missing_states(opt, ck)
+
+
+def _keeps_host_state(opt):
+    """Whether ``opt`` takes host state back from a checkpoint (the full-batch methods do).
+
+    The optimizer's base class defines ``_restore_host_state`` as a no-op (and
+    ``_host_state`` as empty), so an algorithm keeps host state when its class
+    overrides that method: when a class of its MRO other than the last to
+    define it defines it too. Asked of the class, not of ``_host_state()``,
+    which is empty before a full-batch method's first iteration. (This layer,
+    below the optimizer's, does not import the Optimizer class itself.)
+    """
+    return sum('_restore_host_state' in vars(cls) for cls in type(opt).__mro__) > 1
 
 
 def _check_generators(opt, ck):
@@ -676,15 +458,6 @@ def restore_data(ck, role, data):
         raise ValueError(f'{ck.path}: the {role} data does not fit the checkpoint: {err}') from err
 
 
-# what Dataset.restore relies on (Dataset.check_state checks the lengths and the permutation)
-_DATASET = {'rng': _DICT, 'index': _COUNT}
-_ORDER = (lambda v: isinstance(v, list) and all(map(_is_int, v)), 'a list of whole numbers')
-_DATASET_RNG = {'kind': _STR, 'pos': (lambda v: _is_int(v) and 0 <= v <= 624, 'a whole number in [0, 624]'),
-                'keys': (lambda v: isinstance(v, list) and all(_is_int(k) and 0 <= k < 2**32 for k in v),
-                         'a list of whole numbers in [0, 2**32)'),
-                'has_gauss': (lambda v: v in (0, 1) and _is_int(v), '0 or 1'), 'cached_gaussian': _NUMBER}
-
-
 def check_data(ck, role, data):
     """Raise a ValueError if the saved position of ``role`` cannot be applied to ``data``."""
     state = ck.meta['data'].get(role)
@@ -693,9 +466,7 @@ def check_data(ck, role, data):
         return
     try:
         if isinstance(data, Dataset):  # the types its restore() relies on; check_state the rest
-            _fields(None, 'the saved position', state, dict(_DATASET, order=_ORDER)
-                    if 'order' in state else _DATASET)
-            _fields(None, 'rng', state['rng'], _DATASET_RNG)
+            check_dataset_state(state)
         check_fn(state)
     except ValueError as err:
         raise CheckpointError(f'{ck.path}: the {role} data does not fit the checkpoint: {err}') from err
@@ -768,7 +539,7 @@ def _make_generator(entry):
     state = _from_json(entry['state'])
     if entry['kind'] == 'Generator':
         if state.get('bit_generator') not in _BIT_GENERATORS:  # (nothing else is looked up)
-            raise ValueError(f'unknown bit generator {_show(state.get("bit_generator"))}')
+            raise ValueError(f'unknown bit generator {show(state.get("bit_generator"))}')
         bit_generator = getattr(np.random, state['bit_generator'])()
         bit_generator.state = state
         return np.random.Generator(bit_generator)
