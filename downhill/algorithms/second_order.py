@@ -47,7 +47,8 @@ import pytensor.tensor as pt
 from ..core import graph, hyperparams, nonfinite
 from . import linesearch
 from ..optimizer import registry
-from ..optimizer.base import CLIP_SYNONYMS, Optimizer, StopTraining
+from ..optimizer.base import CLIP_SYNONYMS, Optimizer
+from ..training.loop import StopTraining
 from ..training.dataset import as_dataset
 from .objective import FlatObjective, all_batches
 

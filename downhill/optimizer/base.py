@@ -8,9 +8,7 @@ compiling, feeding data, monitoring, early stopping and logging.
 
 import collections
 import collections.abc
-import functools
 import logging
-import math
 import os
 import time
 
@@ -21,13 +19,13 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from ..training import checkpoint as checkpoints
 from ..backend import compile as compiling
-from ..training import diagnose, interrupts
-from ..core import graph, hyperparams, nonfinite, schedules, transforms
-from ..training.dataset import Batches, Dataset, Passes, as_dataset
 from ..backend.fast_tanh import calls_libm_tanh
-from ..training.logs import IMPROVED, Progress, format_monitors
+from ..core import graph, hyperparams, nonfinite, schedules, transforms
+from ..training import checkpoint as checkpoints, feed, loop
+from ..training.dataset import as_dataset
+from ..training.feed import pass_runner
+from ..training.loop import StopTraining  # noqa: F401 -- where algorithms import it from
 from . import registry
 from .registry import algorithm_names, algorithms, lookup  # noqa: F401 -- the public names, here too
 
@@ -38,14 +36,6 @@ LOOP_KEYWORDS = ('patience', 'validate_every', 'min_improvement', 'max_updates',
                  'checkpoint', 'checkpoint_every')
 #: Old names of ``max_gradient_elem``.
 CLIP_SYNONYMS = ('max_gradient_clip', 'gradient_clip')
-
-class StopTraining(Exception):
-    """Raised by a training runner (see ``Optimizer._train_runner``) to end the loop.
-
-    Its message is the stopping reason that the loop logs (a full-batch
-    method that has converged, for instance).
-    """
-
 
 def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
           monitor_gradients=False, mode=None, constraints=None, quick_start=False,
@@ -679,7 +669,7 @@ class Optimizer:
     def _function(self, updates, name):
         """Compile ``self._inputs`` -> monitors with ``updates``, as :mod:`downhill.compile` decides.
 
-        Every explicit input reaches the function through :func:`_converter`
+        Every explicit input reaches the function through :func:`downhill.training.feed.feeder`
         (exact dtype, ndim and static shape), so for dense tensor inputs
         PyTensor's own per-call validation, which also walks every
         shared-variable container, is skipped (``trust_input``, lean call).
@@ -756,23 +746,8 @@ class Optimizer:
     # -------------------------------------------------------------------- data
 
     def _feeder(self, where):
-        """A function that checks and converts one batch for the compiled functions."""
-        inputs = self._inputs
-        names = ', '.join(graph.describe(v) for v in inputs) or 'none'
-        converters = [_converter(var, i, where) for i, var in enumerate(inputs)]
-        n = len(inputs)
-
-        def feed(batch):
-            if len(batch) != n:
-                raise ValueError(f'a batch of {where} holds {len(batch)} arrays but the loss has '
-                                 f'{n} inputs ({names})')
-            return [conv(x) for conv, x in zip(converters, batch)] if n else ()
-
-        def explain(err, values):
-            """The error of downhill's own naming the input behind ``err``, or None."""
-            return diagnose.explain(inputs, self._monitor_exprs, values, where, err)
-        feed.explain = explain
-        return feed
+        """A function that checks and converts one batch of ``where`` for the compiled functions."""
+        return feed.feeder(self._inputs, self._monitor_exprs, where)
 
     # ------------------------------------------------------------------ params
 
@@ -896,7 +871,7 @@ class Optimizer:
             ``'loss'`` first, then the monitors, as Python floats.
         """
         data = as_dataset(dataset, 'valid')
-        return _pass_runner(self._compiled_eval(), self._feeder(data.name), data, self._monitor_names)()
+        return pass_runner(self._compiled_eval(), self._feeder(data.name), data, self._monitor_names)()
 
     # ---------------------------------------------------------------- the loop
 
@@ -966,7 +941,7 @@ class Optimizer:
             For a bad argument, before anything changes (the optimizer's
             shared variables keep their values).
         """
-        undo = _Undo(self)
+        undo = loop.Undo(self)
         try:
             run = self._start(train, valid, max_updates, patience, validate_every, min_improvement,
                               batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs,
@@ -974,7 +949,7 @@ class Optimizer:
         except BaseException:
             undo.apply()
             raise
-        return self._loop(*run, undo)
+        return loop.Run(self, *run, undo).updates()
 
     def _start(self, train, valid, max_updates, patience, validate_every, min_improvement,
                batch_size, reset, checkpoint, checkpoint_every, on_nonfinite, kwargs, undo):
@@ -1080,206 +1055,7 @@ class Optimizer:
         One pass of ``step`` over ``train`` here; an algorithm whose iteration
         is not one update per batch (a full-batch method) overrides this.
         """
-        return _pass_runner(step, feed, train, names)
-
-    def _loop(self, step, evaluate, train, valid, max_updates, state, checkpoint, resumed, undo):
-        label = type(self).__name__
-        names = self._monitor_names
-        path, every = checkpoint
-        signals = interrupts.Interrupts(enabled=path is not None)
-        progress, progress_due, clock = Progress(label), 0.0, time.monotonic
-        stop_on_nonfinite = self.on_nonfinite == 'stop'
-        isfinite = math.isfinite
-        skipped = self._states.get(nonfinite.SKIPPED)
-        skipped_at_start = 0 if skipped is None else int(skipped.get_value())
-        skip_log = nonfinite.SkipLog(label, skipped_at_start)
-        reason, validate_last = None, False
-        validate_every = self.validate_every
-        # the counters are locals in the hot path, copied to ``state`` (what save() reads) each time
-        iteration, validation = state.iteration, state.validation
-        signals.install()
-        signals.active = True
-        # the iteration at which max_updates or a validation comes next: until
-        # then, one comparison per iteration stands for both
-        due = iteration
-        try:
-            undo.keep_data(train, valid)
-            feed_train, feed_valid = self._feeder(train.name), self._feeder(valid.name)
-            run_train = self._train_runner(step, feed_train, train, names)
-            # a runner for a step still compiling is replaced by the final one's
-            # own runner as soon as that is ready, so no switch is left in the loop
-            settle = getattr(run_train, 'settled', None)
-            run_valid = _pass_runner(evaluate, feed_valid, valid, names)
-            if not resumed:
-                undo.keep(self._constraints)
-                self._project_start()
-                undo.keep_arrays(getattr(self, '_best_params', None) or ())  # overwritten in place
-                self._best_params = self._snapshot()
-            while True:
-                if iteration >= due:
-                    if max_updates is not None and iteration >= max_updates:
-                        reason = f'max_updates={max_updates} reached'
-                        validate_last = True
-                        break
-                    if (not signals.terminate and iteration % validate_every == 0
-                            and state.validated_at != iteration):
-                        try:
-                            validation = run_valid()
-                        except KeyboardInterrupt:
-                            reason = 'interrupted'
-                            break
-                        state.validation, state.validated_at = validation, iteration
-                        reason = self._validated(state, validation, stop_on_nonfinite)
-                        if reason is not None:
-                            break
-                    due = iteration - iteration % validate_every + validate_every
-                    if max_updates is not None:
-                        due = min(due, max_updates)
-                if signals.terminate:
-                    reason = signals.reason
-                    break
-                try:
-                    training = run_train()
-                except KeyboardInterrupt:
-                    reason = 'interrupted'
-                    break
-                except StopTraining as stop:
-                    reason = str(stop)
-                    validate_last = True
-                    break
-                if settle is not None:
-                    final = settle()
-                    if final is not None:
-                        run_train, settle = final, None
-                iteration += 1
-                state.iteration = iteration
-                undo = None  # an update was made: from now on, a failure keeps the best parameters
-                if clock() >= progress_due:
-                    progress_due = progress(iteration, training)
-                if stop_on_nonfinite:
-                    # one sum is non-finite if any monitor is: the cheap test first
-                    if not isfinite(sum(training.values())):
-                        bad = nonfinite.first_nonfinite(training)
-                        if bad is not None:
-                            reason = nonfinite.reason('training', bad, training[bad], iteration)
-                            break
-                elif skipped is not None:
-                    skip_log(iteration, int(skipped.get_value(borrow=True)))
-                if path is not None and iteration % every == 0:
-                    self._write_checkpoint(path)
-                signals.active = False
-                try:
-                    yield training, validation
-                except GeneratorExit:
-                    # the caller stopped iterating: this is a clean point to save
-                    signals.active = True
-                    if path is not None:
-                        self._write_checkpoint(path)
-                    raise
-                signals.active = True
-            # still with the handlers: a Ctrl-C now waits for the final checkpoint
-            self._finish(reason, validate_last, state, run_valid, valid, None if signals.abandoned
-                         else path, skipped, skipped_at_start)
-        except BaseException as err:
-            if undo is not None and isinstance(err, Exception):
-                log.error('%s stopped by %s before its first update; putting everything back',
-                          label, type(err).__name__)
-                undo.apply()
-            elif not isinstance(err, GeneratorExit):
-                log.error('%s stopped by %s at iteration %d; restoring the best parameters',
-                          label, type(err).__name__, state.iteration)
-                self.set_params('best')
-            raise
-        finally:
-            signals.uninstall()
-            state.release()
-            progress.close()
-
-    def _finish(self, reason, validate_last, state, run_valid, valid, path, skipped, skipped_at_start):
-        """End a run: the final checkpoint (to ``path``, if any), the last validation, the best parameters."""
-        label = type(self).__name__
-        if skipped is not None and int(skipped.get_value()) > skipped_at_start:
-            reason += (f'; {int(skipped.get_value()) - skipped_at_start} updates skipped for '
-                       'non-finite values')
-        if path is not None:
-            self._write_checkpoint(path, final=True)
-        if validate_last and state.validated_at != state.iteration:
-            self._validate_last_update(run_valid, valid, state)
-        level = logging.WARNING if reason.startswith(nonfinite.PREFIX) else logging.INFO
-        log.log(level, '%s stopped after %d iterations: %s; restoring the best parameters '
-                '(validation loss %s at iteration %d)', label, state.iteration, reason,
-                'n/a' if state.best_loss is None else f'{state.best_loss:.6g}', state.best_at)
-        self.set_params('best')
-
-    def _validate_last_update(self, run_valid, valid, state):
-        """Validate the parameters of the last update when the run ended between validations.
-
-        That is, when it reached ``max_updates`` or its algorithm said it had
-        converged (:class:`StopTraining`).
-
-        Otherwise ``max_updates`` below ``validate_every`` would restore the
-        parameters from before training. This validation only decides which
-        parameters are kept: no hook, patience count or checkpoint sees it,
-        and the validation data's position and the random streams are put
-        back, so that a run resumed from the checkpoint is not changed by it.
-        Data that cannot be put back (a callable, an arbitrary iterable) is
-        not read again.
-        """
-        if isinstance(valid, Passes) or getattr(valid, '_callable', None) is not None:
-            return
-        position = valid.state() if isinstance(valid, Dataset) else None
-        streams = [(rng, rng.get_value()) for rng, _ in graph.random_updates(self._monitor_exprs)]
-        try:
-            validation = run_valid()
-        finally:
-            if position is not None:
-                valid.restore(position)
-            for rng, value in streams:
-                rng.set_value(value)
-        loss, best = validation['loss'], state.best_loss
-        improved = not math.isnan(loss) and (best is None or best - loss > abs(best) * self.min_improvement)
-        log.info('validation %d %s%s (after the last update)', state.iteration,
-                 format_monitors(validation), IMPROVED if improved else '')
-        if improved:
-            state.best_loss, state.best_at = loss, state.iteration
-            self._best_params = self._snapshot()
-
-    def _validated(self, state, validation, stop_on_nonfinite):
-        """Count one validation: improvement, patience, hooks. Returns why to stop, or None."""
-        loss = validation['loss']
-        best = state.best_loss
-        # a NaN is never an improvement, not even as the first result
-        improved = not math.isnan(loss) and (best is None or best - loss > abs(best) * self.min_improvement)
-        if improved:
-            state.best_loss, state.best_at, state.failures = loss, state.iteration, 0
-            self._best_params = self._snapshot()
-        else:
-            state.failures += 1
-        log.info('validation %d %s%s', state.iteration, format_monitors(validation),
-                 IMPROVED if improved else '')
-        bad = nonfinite.first_nonfinite(validation)
-        if bad is not None:
-            if stop_on_nonfinite:
-                return nonfinite.reason('validation', bad, validation[bad], state.iteration)
-            log.warning('validation monitor %r is %s at iteration %d', bad, validation[bad], state.iteration)
-        for hook in self._validation_hooks:
-            hook(validation)
-        if state.failures > self.patience:
-            return (f'patience exhausted: {state.failures} validations in a row without '
-                    f'improvement (patience={self.patience})')
-        return None
-
-    def _write_checkpoint(self, path, final=False):
-        """Write the checkpoint, unless the parameters are not finite (then keep the last one)."""
-        for param in self._params:
-            if not np.isfinite(param.get_value(borrow=True)).all():
-                log.warning('not writing checkpoint %s: parameter %s is not finite; the file keeps '
-                            'the last good state', path, graph.describe(param))
-                return
-        started = time.perf_counter()
-        checkpoints.save(self, path, self._loop_state)
-        log.log(logging.INFO if final else logging.DEBUG, 'wrote checkpoint %s (iteration %d) in %.3f s',
-                path, self._loop_state.iteration, time.perf_counter() - started)
+        return pass_runner(step, feed, train, names)
 
     def minimize(self, *args, **kwargs):
         """Run :meth:`iterate` to the end and return its last pair of monitors.
@@ -1296,40 +1072,6 @@ class Optimizer:
             iterator.close()
             self.set_params('best')
         return result
-
-
-class _Undo:
-    """What a call of :meth:`Optimizer.iterate` changed before its first update, to put back.
-
-    The settings (attributes and hyperparameters) are recorded at once; the
-    values of shared variables, and data positions, only just before the call
-    changes them (a reset, a resumed checkpoint, a projection of the start),
-    so that a call that changes nothing copies no parameter.
-    """
-
-    def __init__(self, opt):
-        self.opt, self.settings, self.values, self.positions, self.arrays = opt, opt._settings(), {}, [], []
-
-    def keep(self, variables):
-        for var in variables:
-            if id(var) not in self.values:
-                self.values[id(var)] = var, var.get_value()
-
-    def keep_arrays(self, arrays):
-        self.arrays = [(array, array.copy()) for array in arrays]
-
-    def keep_data(self, *datasets):
-        datasets = {id(d): d for d in datasets if isinstance(d, Dataset)}.values()
-        self.positions = [(d, d.state()) for d in datasets]
-
-    def apply(self):
-        for var, value in self.values.values():
-            var.set_value(value)
-        for data, position in self.positions:
-            data.restore(position)
-        for array, value in self.arrays:
-            np.copyto(array, value)
-        self.opt._restore_settings(self.settings)
 
 
 def _checkpoint_path(path):
@@ -1387,203 +1129,3 @@ def _as_type(expr, var):
     if not isinstance(expr, Variable):
         expr = pt.as_tensor_variable(np.asarray(expr, dtype=var.dtype))
     return expr if expr.dtype == var.dtype else pt.cast(expr, var.dtype)
-
-
-def _pass_runner(fn, feed, data, names):
-    """A function of no arguments that runs one pass of ``fn`` over ``data``.
-
-    A fixed list of batches (``Batches``: ``None``, ``[[...], ...]``) is checked
-    and converted once, here, instead of at every step; a single batch (the
-    full-batch case, one update per iteration) gets a pass without a loop.
-    While ``fn`` is still compiling in the background
-    (:class:`downhill.compile.Background`), each call runs the version its
-    count of calls says; once the final one runs, the runner made for it takes over.
-    """
-    if isinstance(fn, compiling.Background):
-        if fn.settled() is None:
-            return _switching_runner(fn, feed, data, names)
-        fn = fn.final
-    monitors = _monitor_maker(tuple(names))
-    explain = getattr(feed, 'explain', None)
-    if isinstance(data, Batches):
-        batches = _NamedList((feed(batch) for batch in data), data.name)
-        if len(batches) == 1:
-            args = batches[0]
-
-            def one_batch():
-                try:
-                    return monitors(fn(*args))
-                except Exception as err:
-                    _raise_explained(err, _as_given, args, explain)
-            return one_batch
-        return functools.partial(_run_pass, fn, _as_given, batches, batches.name, monitors, explain)
-    if isinstance(data, Passes):  # one frame less per pass: iterate what the user gave
-        return functools.partial(_run_pass, fn, feed, data.iterable, data.name, monitors, explain)
-    return functools.partial(_run_pass, fn, feed, data, data.name, monitors, explain)
-
-
-@functools.lru_cache(maxsize=64)
-def _monitor_maker(names):
-    """``monitors(outputs)``: an OrderedDict from ``names`` (a tuple) to the outputs as floats.
-
-    The function is written out for these names, one item assignment each:
-    ``OrderedDict(zip(names, map(float, outputs)))`` costs ~0.3 us more,
-    at every update.
-    """
-    scope = {f'k{i}': name for i, name in enumerate(names)}
-    scope.update(OrderedDict=collections.OrderedDict, float=float)
-    body = ''.join(f'    d[k{i}] = float(out[{i}])\n' for i in range(len(names)))
-    source = f'def monitors(out):\n    d = OrderedDict()\n{body}    return d\n'
-    exec(compile(source, '<downhill monitors>', 'exec'), scope)
-    return scope['monitors']
-
-
-def _switching_runner(pending, feed, data, names):
-    """A pass runner for a function compiling in the background (see :func:`_pass_runner`).
-
-    Its ``settled()`` returns the runner it made for the final function, once
-    a pass found the switch made (None before), for a caller that can replace this one.
-    """
-    # ``pending`` switches between two calls (within a multi-batch pass); once
-    # it has, the next pass runs a runner made for the final function.
-    meanwhile = _pass_runner(lambda *args: pending(*args), feed, data, names)
-    runner = None
-
-    def run():
-        nonlocal runner
-        if runner is None:
-            final = pending.settled()
-            if final is None:
-                return meanwhile()
-            runner = _pass_runner(final, feed, data, names)
-        return runner()
-    run.settled = lambda: runner
-    return run
-
-
-def _single_batch(data):
-    return isinstance(data, Batches) and len(data) == 1
-
-
-def _as_given(batch):
-    return batch
-
-
-class _NamedList(list):
-    """Batches already checked and converted, with the data's ``name`` for messages."""
-
-    def __init__(self, items, name):
-        super().__init__(items)
-        self.name = name
-
-
-_NO_BATCH = object()
-
-
-def _run_pass(fn, feed, data, name, monitors, explain=None):
-    """Call ``fn`` on every batch of one pass over ``data`` (named ``name``); average each output.
-
-    ``monitors`` (from :func:`_monitor_maker`) names the averages; ``explain``
-    (the feeder's) turns an error of ``fn`` on a batch into one naming the input.
-    """
-    # the first batch apart: a pass of one batch (the full-batch case) pays
-    # for no loop and no division
-    batches = iter(data)
-    batch = next(batches, _NO_BATCH)
-    if batch is _NO_BATCH:
-        raise ValueError(f'{name} produced no batches')
-    try:  # costs nothing until it catches
-        out = fn(*feed(batch))
-        batch = next(batches, _NO_BATCH)
-        if batch is _NO_BATCH:
-            return monitors(out)
-        totals = list(map(float, out))
-        count = 1
-        while batch is not _NO_BATCH:
-            for i, v in enumerate(fn(*feed(batch))):
-                totals[i] += float(v)
-            count += 1
-            batch = next(batches, _NO_BATCH)
-    except Exception as err:
-        _raise_explained(err, feed, batch, explain)
-    return monitors([v / count for v in totals])
-
-
-def _raise_explained(err, feed, batch, explain):
-    """Raise the error naming the input of ``batch`` behind ``err`` if there is one, else ``err``.
-
-    An error of the data's own (the feeder's checks, a generator that
-    raised) is raised as it is: feeding the batch again raises it again, or
-    the graph runs on the batch without an error.
-    """
-    if explain is None or batch is _NO_BATCH:
-        raise err
-    try:
-        values = feed(batch)
-    except Exception:  # noqa: BLE001 -- the feeder's own error is the one to report: ``err``
-        raise err from None
-    found = explain(err, values)
-    if found is None:
-        raise err
-    raise found from err
-
-
-def _converter(var, index, where):
-    """Check and convert the array fed to input ``var``, the slow checks only once per type."""
-    label = f'input {index} ({graph.describe(var)})'
-    dtype = np.dtype(var.dtype)
-    ndim = getattr(var.type, 'ndim', None)
-    sparse = 'sparse' in type(var.type).__module__
-    static = tuple(getattr(var.type, 'shape', None) or ())
-
-    if any(s is not None for s in static):
-        def convert(x):  # with trust_input the static shape is checked here
-            if (type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.size
-                    and all(w is None or w == g for w, g in zip(static, x.shape))):
-                return x
-            return _coerce(x)
-    else:
-        def convert(x):
-            if type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.size:
-                return x
-            return _coerce(x)
-
-    def _coerce(x):
-        if sparse:
-            if not hasattr(x, 'tocsr'):
-                raise TypeError(f'{where}: {label} is sparse, got {type(x).__name__}')
-            if x.dtype != dtype:
-                if not np.can_cast(x.dtype, dtype, casting='same_kind'):
-                    raise TypeError(f'{where}: {label} expects {dtype}, got {x.dtype} data')
-                x = x.astype(dtype)
-            return x
-        if hasattr(x, 'to_numpy') and not isinstance(x, np.ndarray):
-            x = x.to_numpy()
-        if hasattr(x, 'toarray') and not isinstance(x, np.ndarray):
-            raise TypeError(f'{where}: {label} is dense but got a {type(x).__name__}; '
-                            'use a sparse input variable or convert with .toarray()')
-        try:
-            arr = np.asarray(x)
-        except Exception as err:
-            raise TypeError(f'{where}: {label}: cannot convert {type(x).__name__} to an array: {err}') from err
-        if arr.dtype == object:
-            raise TypeError(f'{where}: {label}: got {type(x).__name__} of Python objects, expected numbers')
-        if arr.ndim != ndim:
-            raise ValueError(f'{where}: {label} expects an array with {ndim} dimensions, '
-                             f'got shape {arr.shape}')
-        if arr.dtype != dtype:
-            if not np.can_cast(arr.dtype, dtype, casting='same_kind'):
-                raise TypeError(f'{where}: {label} expects {dtype}, got {arr.dtype} data; casting '
-                                f'{arr.dtype} to {dtype} would lose information, so convert it yourself')
-            arr = arr.astype(dtype)
-        if arr.size == 0:
-            # the loss of no rows is a mean over nothing: a NaN monitor, not a result
-            raise ValueError(f'{where}: {label} got an empty array (shape {arr.shape}); '
-                             'every batch needs at least one element per input')
-        for axis, (want, got) in enumerate(zip(var.type.shape, arr.shape)):
-            if want is not None and want != got:
-                raise ValueError(f'{where}: {label} expects length {want} along axis {axis}, '
-                                 f'got shape {arr.shape}')
-        return arr
-
-    return convert
