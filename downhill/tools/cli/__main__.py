@@ -1,0 +1,5 @@
+"""``python -m downhill.tools.cli``: the ``downhill`` command."""
+
+from . import main
+
+main()
