@@ -179,50 +179,81 @@ def trajectories(paths, landscape=None, ax=None, bounds=None, levels=25, log_sca
     matplotlib Axes
     """
     _matplotlib()
-    from matplotlib import colors as mcolors
-
     ax = _axes(ax)
     named = {k: _points(v, k) for k, v in _as_named(paths, 'paths').items()}
     if bounds is None and landscape is not None:
         bounds = landscape.bounds
     if bounds is None:
-        stacked = np.concatenate([p.reshape(-1, p.shape[-1]) for p in named.values()])
-        stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
-        if stacked.size == 0:
-            stacked = np.zeros((1, 2))
-        lo, hi = stacked.min(axis=0), stacked.max(axis=0)
-        pad = np.maximum(0.1 * (hi - lo), 0.5)
-        lo, hi = lo - pad, hi + pad
-        bounds = ((lo[0], hi[0]), (lo[-1] if stacked.shape[1] == 1 else lo[1],
-                                   hi[-1] if stacked.shape[1] == 1 else hi[1]))
+        bounds = _extent(named)
     (x0, x1), (y0, y1) = bounds
 
     if landscape is not None:
-        minimum = np.asarray(landscape.minimum, dtype=float)
-        centre = minimum.reshape(-1, minimum.shape[-1])[0]
-        gx, gy, values = _grid(landscape, bounds, centre, resolution)
-        if log_scale:
-            floor = min(float(np.nanmin(values)), float(landscape.minimum_value)
-                        / max(1, minimum.size // len(centre)))
-            shifted = values - floor
-            positive = shifted[shifted > 0]
-            low = max(float(positive.min()) if positive.size else 1e-12,
-                      float(np.nanmax(shifted)) * 1e-8, 1e-12)
-            high = max(float(np.nanmax(shifted)), low * 10)
-            shifted = np.clip(shifted, low, None)
-            lv = np.logspace(math.log10(low), math.log10(high), levels)
-            ax.contourf(gx, gy, shifted, levels=lv, norm=mcolors.LogNorm(low, high),
-                        cmap=cmap, alpha=0.9)
-            ax.contour(gx, gy, shifted, levels=lv, colors='white', linewidths=0.3, alpha=0.5)
-        else:
-            ax.contourf(gx, gy, values, levels=levels, cmap=cmap, alpha=0.9)
-            ax.contour(gx, gy, values, levels=levels, colors='white', linewidths=0.3, alpha=0.5)
-        minima = landscape.metadata.get('all_minima') if landscape.metadata else None
-        stars = np.asarray(minima if minima is not None else [centre], dtype=float)
-        ax.plot(stars[:, 0], stars[:, 1] if stars.shape[1] > 1 else stars[:, 0], '*',
-                color='gold', markersize=14, markeredgecolor='black', zorder=5,
-                label='minimum')
+        _draw_landscape(ax, landscape, bounds, levels, log_scale, resolution, cmap)
+    _draw_paths(ax, named, linewidth)
+    _draw_starts(ax, named)
 
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel('$x_1$')
+    ax.set_ylabel('$x_2$')
+    if title is None and landscape is not None:
+        title = landscape.name
+    if title:
+        ax.set_title(title)
+    if legend and (len(named) > 1 or None not in named or landscape is not None):
+        ax.legend(loc='best', fontsize='small', framealpha=0.8)
+    return ax
+
+
+def _extent(named):
+    """Plot bounds around the finite points of the paths, padded (first two coordinates)."""
+    stacked = np.concatenate([p.reshape(-1, p.shape[-1]) for p in named.values()])
+    stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
+    if stacked.size == 0:
+        stacked = np.zeros((1, 2))
+    lo, hi = stacked.min(axis=0), stacked.max(axis=0)
+    pad = np.maximum(0.1 * (hi - lo), 0.5)
+    lo, hi = lo - pad, hi + pad
+    return ((lo[0], hi[0]), (lo[-1] if stacked.shape[1] == 1 else lo[1],
+                             hi[-1] if stacked.shape[1] == 1 else hi[1]))
+
+
+def _draw_landscape(ax, landscape, bounds, levels, log_scale, resolution, cmap):
+    """Filled contours of the landscape (a slice through its minimum), a star on each global minimum."""
+    minimum = np.asarray(landscape.minimum, dtype=float)
+    centre = minimum.reshape(-1, minimum.shape[-1])[0]
+    gx, gy, values = _grid(landscape, bounds, centre, resolution)
+    if log_scale:
+        floor = min(float(np.nanmin(values)), float(landscape.minimum_value)
+                    / max(1, minimum.size // len(centre)))
+        _log_contours(ax, gx, gy, values - floor, levels, cmap)
+    else:
+        ax.contourf(gx, gy, values, levels=levels, cmap=cmap, alpha=0.9)
+        ax.contour(gx, gy, values, levels=levels, colors='white', linewidths=0.3, alpha=0.5)
+    minima = landscape.metadata.get('all_minima') if landscape.metadata else None
+    stars = np.asarray(minima if minima is not None else [centre], dtype=float)
+    ax.plot(stars[:, 0], stars[:, 1] if stars.shape[1] > 1 else stars[:, 0], '*',
+            color='gold', markersize=14, markeredgecolor='black', zorder=5,
+            label='minimum')
+
+
+def _log_contours(ax, gx, gy, shifted, levels, cmap):
+    """Contours of ``f - min f`` spaced logarithmically: the floor of a valley shows as well as its walls."""
+    from matplotlib import colors as mcolors
+
+    positive = shifted[shifted > 0]
+    low = max(float(positive.min()) if positive.size else 1e-12,
+              float(np.nanmax(shifted)) * 1e-8, 1e-12)
+    high = max(float(np.nanmax(shifted)), low * 10)
+    shifted = np.clip(shifted, low, None)
+    lv = np.logspace(math.log10(low), math.log10(high), levels)
+    ax.contourf(gx, gy, shifted, levels=lv, norm=mcolors.LogNorm(low, high),
+                cmap=cmap, alpha=0.9)
+    ax.contour(gx, gy, shifted, levels=lv, colors='white', linewidths=0.3, alpha=0.5)
+
+
+def _draw_paths(ax, named, linewidth):
+    """Each path as a line in its name's colour (non-finite points left out), a dot at its end."""
     palette = colors([k for k in named if k is not None])
     for name, path in named.items():
         color = palette.get(name, 'C0')
@@ -238,24 +269,16 @@ def trajectories(paths, landscape=None, ax=None, bounds=None, levels=25, log_sca
             ax.plot(x, y, '-', color=color, linewidth=linewidth, alpha=0.9, label=label, zorder=3)
             ax.plot(x[-1:], y[-1:], 'o', color=color, markersize=5, markeredgecolor='black',
                     zorder=4)
+
+
+def _draw_starts(ax, named):
+    """A white dot on the finite starting point of every path."""
     starts = [p[0, j, :] for p in named.values() for j in range(p.shape[1])
               if np.all(np.isfinite(p[0, j, :]))]
     if starts:
         s = np.asarray(starts)
         ax.plot(s[:, 0], s[:, 1] if s.shape[1] > 1 else s[:, 0], 'o', color='white',
                 markeredgecolor='black', markersize=7, zorder=4, label='start')
-
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_xlabel('$x_1$')
-    ax.set_ylabel('$x_2$')
-    if title is None and landscape is not None:
-        title = landscape.name
-    if title:
-        ax.set_title(title)
-    if legend and (len(named) > 1 or None not in named or landscape is not None):
-        ax.legend(loc='best', fontsize='small', framealpha=0.8)
-    return ax
 
 
 def _curve(history, key, which):
