@@ -38,7 +38,7 @@ import pickle
 import numpy as np
 
 from ..core import graph
-from ..optimizer.base import algorithm_names, lookup
+from ..optimizer import registry
 from ..training.logs import quiet
 
 log = logging.getLogger('downhill')
@@ -143,7 +143,7 @@ def multistart(problem, starts=10, algo='lbfgs', params=None, inputs=None, train
     -------
     MultistartResult
     """
-    cls = _algorithm_class(algo)
+    cls = registry.lookup(algo)
     loss, params = _resolve(problem, params)
     size = sum(int(np.prod(p.get_value(borrow=True).shape)) for p in params)
     start_points = _starting_points(starts, size, bounds, seed, problem)
@@ -164,13 +164,6 @@ def multistart(problem, starts=10, algo='lbfgs', params=None, inputs=None, train
     log.info('multistart: %d runs of %s, best loss %.6g (run %d)', len(runs), algo, best.loss,
              runs.index(best))
     return MultistartResult(best, runs)
-
-
-def _algorithm_class(algo):
-    try:
-        return lookup(algo)
-    except TypeError:
-        raise ValueError(f'unknown algorithm {algo!r}; valid names: {", ".join(algorithm_names())}') from None
 
 
 def _resolve(problem, params):
