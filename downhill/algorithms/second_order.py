@@ -76,18 +76,14 @@ class FullBatchOptimizer(Optimizer, abstract=True):
     #: Whether simple bounds (box, nonnegative) are supported.
     _bounded = True
 
-    def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, constraints=None, quick_start=False,
-                 fast_tanh=True):
+    def __init__(self, loss, updates=(), **kwargs):
         name = registry.key(type(self).__name__)
         if updates:
             raise TypeError(
                 f'{name}: updates= (state changed at every step) is not supported by full-batch '
                 'methods, whose line search or trust region evaluates the loss several times '
                 'per iteration')
-        super().__init__(loss, params=params, inputs=inputs, updates=updates, monitors=monitors,
-                         monitor_gradients=monitor_gradients, mode=mode, constraints=constraints,
-                         quick_start=quick_start, fast_tanh=fast_tanh)
+        super().__init__(loss, updates=updates, **kwargs)
         self._check_bounds(name)
         if graph.random_updates([loss]):
             log.warning('%s: the loss draws random numbers; a full-batch method keeps the draws '
