@@ -241,21 +241,23 @@ def precompile(fn, args):
     return True
 
 
-def with_generated_loops(mode, tags, op_types):
+def with_generated_loops(mode, tags, op_types, register_rewrites):
     """``mode`` including the rewrites tagged ``tags``, when it runs on PyTensor 3's Numba backend.
 
     Each of ``op_types`` (:class:`downhill.stencil.StencilLoop`,
     :class:`downhill.fused_sums.ElemwiseSums`) is registered with the backend
     first: an op's ``numba_source(node)`` becomes a Numba function calling the
     Numba versions of its ``numba_callees(node)``, cached on disk like
-    PyTensor's generated code. Any other mode (and PyTensor 2.x) is returned
-    as it is.
+    PyTensor's generated code, and ``register_rewrites()`` puts the rewrites
+    tagged ``tags`` in PyTensor's database. Any other mode (and PyTensor 2.x)
+    is returned as it is.
     """
     from pytensor.compile.mode import get_mode
     resolved = get_mode(mode)
     if ('Numba' not in type(resolved.linker).__name__
             or not all(_register_generated_loop(t) for t in op_types)):
         return mode
+    register_rewrites()
     try:
         return resolved.including(*tags)
     except AttributeError as err:  # a Mode whose optimizer is a single rewriter, not a query

@@ -319,3 +319,31 @@ def test_the_loop_drops_the_switching_runner_once_the_final_step_is_ready(monkey
     assert switching.settled() is not None and runner() is switching.settled()
     assert not hasattr(runner(), 'settled')
     assert len(list(it)) == 3  # and the loop goes on to max_updates
+
+
+def test_the_allocator_is_left_alone_unless_asked(monkeypatch):
+    monkeypatch.setattr(compiling, '_FREED_MEMORY_KEPT', None)
+    monkeypatch.delenv('DOWNHILL_KEEP_FREED_MEMORY', raising=False)
+    loss, params, x, data = factor_problem()
+    downhill.build('sgd', loss, inputs=[x])._compiled_step()
+    assert compiling._FREED_MEMORY_KEPT is None  # mallopt was never called
+    monkeypatch.setenv('DOWNHILL_KEEP_FREED_MEMORY', '1')
+    monkeypatch.setattr(compiling, 'keep_freed_memory', lambda: 'asked')
+    assert compiling.keep_freed_memory_if_asked() == 'asked'
+
+
+def test_importing_downhill_changes_nothing_in_pytensor():
+    import subprocess
+    import sys
+    code = ('import pytensor; from pytensor.compile import optdb; before = set(optdb.__position__); '
+            'mode = pytensor.config.mode; import downhill; '
+            'assert set(optdb.__position__) == before, set(optdb.__position__) - before; '
+            'assert pytensor.config.mode == mode; '
+            'from downhill.backend.fusion import mode_with_fusion; mode_with_fusion("NUMBA"); '
+            'print(sorted(set(optdb.__position__) - before))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    # the rewrites are registered when a Numba mode first needs them (PyTensor 3), under their
+    # tags only; PyTensor registers some of its own on the way
+    added = out.stdout.split('\n')[-2]
+    assert ("'fuse_stencils', 'fuse_sums'" in added) == (downhill._compat.PYTENSOR_VERSION >= (3,))

@@ -405,6 +405,18 @@ def _fast_path(fn, n_args, lean):
 _FREED_MEMORY_KEPT = None
 
 
+def keep_freed_memory_if_asked():
+    """:func:`keep_freed_memory` when the environment asks for it (``DOWNHILL_KEEP_FREED_MEMORY=1``).
+
+    Called before a step is first compiled. The allocator's settings are the
+    whole process's, so downhill changes them only when asked: by this
+    variable, or by calling :func:`keep_freed_memory` yourself.
+    """
+    if os.environ.get('DOWNHILL_KEEP_FREED_MEMORY', '0') == '1':
+        return keep_freed_memory()
+    return False
+
+
 def keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
     """On glibc, keep freed memory in the process instead of handing it back to the kernel.
 
@@ -414,16 +426,17 @@ def keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
     page-faults them in again; on the float64 matrix-factorisation benchmark
     that tripled the time of a step (benchmarks/repro_numba_multioutput.py).
     This asks glibc (``mallopt``) to serve blocks under ``mmap_threshold`` from
-    the heap and to keep up to ``trim_threshold`` of freed memory. Done once per
-    process; nothing happens off glibc, when ``DOWNHILL_KEEP_FREED_MEMORY=0``, or
-    when the environment already sets glibc's own ``MALLOC_*_`` variables.
-    Returns whether the setting was made.
+    the heap and to keep up to ``trim_threshold`` of freed memory. It changes
+    the whole process's allocator, so downhill never calls it unasked (see
+    :func:`keep_freed_memory_if_asked`). Done once per process; nothing
+    happens off glibc, with the speed-ups off, when
+    ``DOWNHILL_KEEP_FREED_MEMORY=0``, or when the environment already sets
+    glibc's own ``MALLOC_*_`` variables. Returns whether the setting was made.
     """
     global _FREED_MEMORY_KEPT
     if _FREED_MEMORY_KEPT is not None or not speedups():
         return bool(_FREED_MEMORY_KEPT)
     import ctypes
-    import os
     import sys
     _FREED_MEMORY_KEPT = False
     if (not sys.platform.startswith('linux')

@@ -26,7 +26,6 @@ order.
 
 import numpy as np
 import pytensor.scalar as ps
-from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.op import Op
@@ -263,6 +262,6 @@ class FuseSums(GraphRewriter):
                     replace_validated(fgraph, pairs, f'{node.op} and its sums', TAG)
 
 
-#: The rewrite, registered in PyTensor's ``optdb`` as ``fuse_sums`` with the tag ``downhill_sums``.
+#: The rewrite; :func:`downhill.backend.fusion.mode_with_fusion` registers it in PyTensor's
+#: ``optdb`` as ``fuse_sums`` with the tag ``downhill_sums`` when a mode first needs it.
 fuse_sums = FuseSums()
-optdb.register('fuse_sums', fuse_sums, TAG, position=POSITION)

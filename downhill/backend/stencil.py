@@ -35,7 +35,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pytensor.scalar as ps
-from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.op import Op
@@ -603,7 +602,7 @@ class FuseStencils(GraphRewriter):
                     break
 
 
-#: The rewrite, registered in PyTensor's ``optdb`` as ``fuse_stencils`` with the tag ``downhill_stencil``.
+#: The rewrite; :func:`downhill.backend.fusion.mode_with_fusion` registers it in PyTensor's
+#: ``optdb`` as ``fuse_stencils`` with the tag ``downhill_stencil`` when a mode first needs it.
 fuse_stencils = FuseStencils()
-optdb.register('fuse_stencils', fuse_stencils, TAG, position=POSITION)
 

@@ -257,7 +257,7 @@ class Optimizer(ProblemChecks, Hyperparameters, UpdateAssembly, Training):
         key = (self._graph_key(), skip)
         fn = self._step_fns.get(key)
         if fn is None:
-            compiling.keep_freed_memory()
+            compiling.keep_freed_memory_if_asked()
             started = time.perf_counter()
             updates = list(self._updates) + self._build_updates()
             fn = self._function(self._guard(updates) if skip else updates, type(self).__name__)
