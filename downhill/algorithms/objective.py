@@ -33,7 +33,6 @@ import pytensor
 import pytensor.tensor as pt
 
 from .. import _compat
-from ..backend import compile as compiling
 from ..training.dataset import Dataset, _take
 
 log = logging.getLogger('downhill')
@@ -73,15 +72,15 @@ class FlatObjective:
         The gradient of ``loss`` with respect to each parameter.
     inputs : list of symbolic inputs
         The data inputs, in the order of a batch's arrays.
-    mode : PyTensor mode or None
+    prepare : callable
+        ``prepare(*groups)`` returns ``(mode, *groups)``: the mode to compile
+        with and each group of expressions as the backend compiles them (the
+        optimizer's ``_prepared``, the seam to the speed-ups).
     hessian : bool
         Also compile the Hessian-vector product.
-    fast_tanh : bool
-        Compute ``tanh`` with :func:`downhill.fast_tanh.replace_libm_tanh`.
     """
 
-    def __init__(self, params, loss, monitors, grads, inputs, mode=None, hessian=False,
-                 fast_tanh=False):
+    def __init__(self, params, loss, monitors, grads, inputs, prepare, hessian=False):
         self.params = list(params)
         self.shapes = [p.get_value(borrow=True).shape for p in self.params]
         self.sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
@@ -95,7 +94,7 @@ class FlatObjective:
         vector = pt.vector('v', dtype='float64')
         # the products are taken of the exact gradient, before tanh is replaced
         products = _compat.rop(grads, self.params, self._unflatten(vector)) if hessian else []
-        mode, monitors, grads, products = compiling.prepare(mode, fast_tanh, monitors, grads, products)
+        mode, monitors, grads, products = prepare(monitors, grads, products)
         self._fg = pytensor.function(list(inputs) + [theta], monitors + [_flatten(grads)],
                                      givens=givens, mode=mode, on_unused_input='ignore',
                                      name='loss_and_gradient')

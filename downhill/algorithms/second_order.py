@@ -247,8 +247,8 @@ class FullBatchOptimizer(Optimizer, abstract=True):
     def _compiled_step(self):
         if self._objective is None:
             self._objective = FlatObjective(self._params, self._loss, self._monitor_exprs,
-                                            self._grads, self._inputs, mode=self._mode,
-                                            hessian=self._hessian, fast_tanh=self._fast_tanh)
+                                            self._grads, self._inputs, self._prepared,
+                                            hessian=self._hessian)
         return self._objective
 
     def _bounds(self, objective):

@@ -14,7 +14,6 @@ import pytensor
 import pytensor.tensor as pt
 
 from ..backend import compile as compiling
-from ..backend.fast_tanh import calls_libm_tanh
 from ..core import graph, hyperparams
 from ..training import feed
 from ..training.loop import StopTraining  # noqa: F401 -- where algorithms import it from
@@ -143,7 +142,7 @@ class Optimizer(ProblemChecks, Hyperparameters, UpdateAssembly, Training):
         self._loss = loss
         self._mode = compiling.check_mode(mode)
         quick_start = hyperparams.flag('quick_start', quick_start)  # checked before any work
-        self._fast_tanh = hyperparams.flag('fast_tanh', fast_tanh) and calls_libm_tanh(mode)
+        self._fast_tanh = hyperparams.flag('fast_tanh', fast_tanh) and compiling.calls_libm_tanh(mode)
         self._updates = self._check_updates(updates)
         self._params = self._check_params(loss, params, [v for v, _ in self._updates])
         self._quick_start = (quick_start and not compiling.is_quick(mode)
@@ -232,6 +231,10 @@ class Optimizer(ProblemChecks, Hyperparameters, UpdateAssembly, Training):
             var.set_value(np.full(old.shape, init() if callable(init) else init, dtype=old.dtype))
 
     # --------------------------------------------------------------- compiling
+
+    def _prepared(self, *groups):
+        """``(mode, *groups)``: the mode and expressions as the backend compiles them (its one seam)."""
+        return compiling.prepare(self._mode, self._fast_tanh, *groups)
 
     def _function(self, updates, name):
         """Compile ``self._inputs`` -> monitors with ``updates``, as :mod:`downhill.compile` decides.

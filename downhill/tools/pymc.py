@@ -4,6 +4,7 @@ PyMC is an optional dependency: this module imports it only when
 :func:`find_map` is called (``pip install pymc`` to get it).
 """
 
+import contextlib
 import logging
 import time
 
@@ -11,7 +12,8 @@ import numpy as np
 import pytensor
 from pytensor.graph.replace import graph_replace
 
-from ..optimizer.base import algorithm_names, build, lookup
+from ..optimizer.base import build
+from ..optimizer.registry import algorithm_names, lookup
 from ..training.logs import live_status, quiet
 from ..algorithms.second_order import FullBatchOptimizer
 
@@ -136,147 +138,123 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
 
     A drop-in alternative to :func:`pymc.find_MAP`: the model's negative
     log-posterior is minimized over its free continuous variables in PyMC's
-    unconstrained (transformed) space, starting from ``model.initial_point()``
-    (or ``start``), and the result is returned in ``pm.find_MAP``'s format.
-
-    The optimization runs in stages. Each stage is one call of
-    :meth:`downhill.Optimizer.iterate` (one update per iteration, the loss
-    validated every ``validate_every`` updates), which stops when more than
-    ``patience`` validations in a row did not lower the loss and keeps the
-    best parameters. The learning rate is then multiplied by
-    ``anneal_factor`` for the next stage, ``anneal`` times. Algorithm state
-    (moments, step sizes) carries over between stages; the step function is
-    compiled once.
-
-    Models with ``pm.Minibatch`` data (and ``total_size`` on the observed
-    variables) draw a new random mini-batch at every update and every
-    validation: the loss is then stochastic, as in PyMC's variational fits.
+    unconstrained (transformed) space, from ``model.initial_point()`` (or
+    ``start``), and the result is returned in ``pm.find_MAP``'s format. It runs
+    in stages, each one call of :meth:`downhill.Optimizer.iterate` that stops
+    after ``patience`` validations without progress, the learning rate lowered
+    between stages (:doc:`/pymc` tells how, and how ``pm.Minibatch`` models go).
 
     Parameters
     ----------
     model : pymc.Model, optional
         The model (default: the one of the enclosing ``with`` block).
     algo : str
-        The downhill algorithm: ``'adam'`` (default), ``'rprop'``,
-        ``'rmsprop'``, ``'adagrad'``, ``'adadelta'``, ``'esgd'``, ``'sgd'``,
-        ``'nag'``, the full-batch ``'lbfgs'``, ``'bfgs'`` and ``'newton-cg'``,
-        or any registered :class:`downhill.Optimizer` subclass. The
-        ``method`` names of ``pm.find_MAP`` that have a downhill counterpart
-        work too (:data:`FIND_MAP_METHODS`: ``'L-BFGS-B'`` is ``'lbfgs'``,
-        ``'BFGS'`` ``'bfgs'``, ``'Newton-CG'`` and ``'trust-ncg'``
-        ``'newton-cg'``; the log says so); its other methods (``'Powell'``,
-        ``'Nelder-Mead'``...) are refused with the names to use.
+        A downhill algorithm (``'adam'``, the default; any other, full-batch
+        ``'lbfgs'``, ``'bfgs'`` and ``'newton-cg'`` too; or a registered
+        :class:`downhill.Optimizer` subclass), or a ``pm.find_MAP`` method that
+        has a counterpart (:data:`FIND_MAP_METHODS`: ``'L-BFGS-B'`` is
+        ``'lbfgs'``...; the log says so). Its other methods are refused.
     start : dict, optional
-        Starting values, keyed by variable name (constrained values under the
-        random variable's name, or transformed values under the value
-        variable's name, e.g. ``sigma_log__``), as for ``pm.find_MAP``. The
-        rest come from the model's initial point. Variables not optimized
-        stay at these values.
+        Starting values by name, as for ``pm.find_MAP`` (transformed ones under
+        the value variable's name, e.g. ``sigma_log__``); the rest come from the
+        model's initial point. Variables not optimized stay at these values.
     vars : list of random variables, optional
         The variables to optimize (default: every free continuous one).
     jacobian : bool
-        Add the log-Jacobian of the transforms to the objective. ``False``
-        (the default, as ``pm.find_MAP``) finds the mode of the posterior
-        density of the constrained variables; ``True`` finds the mode in the
-        unconstrained space, which exists for models such as eight schools
-        whose constrained mode lies on a boundary (``tau -> 0``).
+        Add the log-Jacobian of the transforms: ``False`` (as ``pm.find_MAP``)
+        finds the mode of the density of the constrained variables, ``True``
+        the mode in the unconstrained space (for a constrained mode on a boundary).
     include_transformed : bool
-        Also return the transformed values (``sigma_log__``), as
-        ``pm.find_MAP`` does by default.
+        Also return the transformed values (``sigma_log__``), as ``pm.find_MAP``.
     return_monitors : bool
-        Return ``(point, history)`` instead of ``point``; ``history`` is the
-        list of ``(train_monitors, valid_monitors)`` pairs that
-        :meth:`~downhill.Optimizer.iterate` yielded, one per update.
+        Return ``(point, history)``, the ``(train_monitors, valid_monitors)``
+        pairs that :meth:`~downhill.Optimizer.iterate` yielded, one per update.
     monitors : dict or sequence of (name, expression) pairs
-        Scalars to compute at every update, after ``'loss'`` (the negative
-        log-posterior). An expression may use the model's random variables
-        and deterministics directly, or be the name of a scalar one
-        (``monitors={'sigma': 'sigma'}``).
+        Scalars computed at every update, after ``'loss'`` (-logp): expressions
+        of the model's variables, or the name of a scalar one.
     monitor_gradients : bool
-        Add ``grad(NAME)``, the squared norm of the gradient of each value
-        variable (e.g. ``grad(sigma_log__)``).
-    max_updates : int
-        The budget of updates over all stages. Default 20000.
-    patience, validate_every, min_improvement : int, int, float
-        When a stage stops (see :meth:`downhill.Optimizer.iterate`);
-        defaults :data:`PATIENCE` (5; :data:`MINIBATCH_PATIENCE`, 50, when the
-        model draws mini-batches, whose validations are noisy), 10 and 0.
-    anneal : int
-        How many times the learning rate is lowered after a stage stops.
-        Default 3; 0 runs a single stage. The full-batch methods (``lbfgs``,
-        ``bfgs``, ``newton-cg``) have no learning rate and run one stage.
-    anneal_factor : float
-        The factor applied to the learning rate at each stage. Default 0.1.
+        Add ``grad(NAME)``, the squared gradient norm of each value variable.
+    max_updates, patience, validate_every, min_improvement : int, int, int, float
+        The budget of updates over all stages (20000), and when a stage stops
+        (:meth:`downhill.Optimizer.iterate`): :data:`PATIENCE`
+        (:data:`MINIBATCH_PATIENCE` when the model draws mini-batches), 10, 0.
+    anneal, anneal_factor : int, float
+        How many times the learning rate is multiplied by ``anneal_factor``:
+        3 and 0.1 (0: one stage, as always for the full-batch methods).
     seed : int, optional
-        Seeds the initial point (for random initial values) and the random
-        number generators of ``pm.Minibatch`` draws.
+        Seeds the initial point and the random draws of ``pm.Minibatch``.
     progressbar : bool
-        ``False`` silences the progress lines of the ``downhill`` logger
-        during the call (named as in ``pm.find_MAP``).
+        ``False`` silences the ``downhill`` logger's progress during the call.
     mode : str or pytensor Mode, optional
-        The PyTensor compile mode (default: PyTensor's configured mode);
-        PyMC's rewrite of parameter checks into ``-inf`` is added, as PyMC
-        does when it compiles a log-probability.
+        The compile mode (default: PyTensor's), with PyMC's rewrite of checks.
     **kwargs
-        Hyperparameters of the algorithm (``learning_rate``, ``momentum``,
-        ``beta1_halflife``, ``rprop_increase``, ...), as for
-        :meth:`~downhill.Optimizer.iterate`; an unknown keyword is an error.
-        Unless given, ``learning_rate`` is taken from
-        :data:`DEFAULT_LEARNING_RATES` (a step of about 0.1 in the
-        unconstrained space for Adam) and RProp uses
-        ``rprop_increase=1.2, rprop_decrease=0.5``.
+        The algorithm's hyperparameters, as for :meth:`~downhill.Optimizer.iterate`
+        (unknown ones are errors); unless given, ``learning_rate`` is from
+        :data:`DEFAULT_LEARNING_RATES`, and RProp's ``rprop_increase=1.2, rprop_decrease=0.5``.
 
     Returns
     -------
     dict, or (dict, list)
-        The MAP point keyed by variable name: every free random variable
-        (constrained values), its transformed value (when
-        ``include_transformed``) and every deterministic, as NumPy arrays,
-        like ``pm.find_MAP``; with ``return_monitors=True`` also the history.
-
-    Raises
-    ------
-    ImportError
-        When PyMC is not installed.
+        The MAP point by name, as ``pm.find_MAP``: every free random variable
+        (constrained), its transformed value and every deterministic; with
+        ``return_monitors=True`` also the history. Raises ImportError without PyMC.
     """
-    pm = _import_pymc()
-    model = pm.modelcontext(model)
-    quiet = not progressbar
-    old_level = log.level
-    if quiet:
-        log.setLevel(logging.WARNING)
-    try:
+    model = _import_pymc().modelcontext(model)
+    with _progress(progressbar):
         started = time.perf_counter()
         algo = _algorithm(algo)
         problem = _Problem(model, start, vars, jacobian, monitors, seed)
-        _check_minibatch_algorithm(algo, problem)
-        opt = build(algo, problem.loss, params=problem.params, inputs=[],
-                    updates=problem.rng_updates, monitors=problem.monitors,
-                    monitor_gradients=monitor_gradients, mode=_mode(model, mode))
-        key = type(opt).__name__.lower()
-        if kwargs.get('learning_rate') is None:
-            kwargs.pop('learning_rate', None)
-            if DEFAULT_LEARNING_RATES.get(key) is not None:
-                kwargs['learning_rate'] = DEFAULT_LEARNING_RATES[key]
-        for name, value in DEFAULT_HYPERS.get(key, {}).items():
-            kwargs.setdefault(name, value)
+        opt = _optimizer(algo, problem, monitor_gradients, _mode(model, mode))
+        _default_hyperparameters(type(opt).__name__.lower(), kwargs)
         if patience is None:
             patience = MINIBATCH_PATIENCE if problem.stochastic else PATIENCE
         history = _run_stages(opt, problem.params, problem.stochastic, kwargs, max_updates,
                               patience, validate_every, min_improvement, anneal, anneal_factor)
         point = problem.point(include_transformed, mode)
-        if problem.stochastic:
-            log.info('find_map: %d updates on mini-batches in %.2f s', len(history),
-                     time.perf_counter() - started)
-        else:
-            log.info('find_map: %d updates in %.2f s, best -logp %.10g', len(history),
-                     time.perf_counter() - started, min(v['loss'] for _, v in history))
+        _log_done(problem, history, started)
+    return (point, history) if return_monitors else point
+
+
+@contextlib.contextmanager
+def _progress(progressbar):
+    """``progressbar=False``: the ``downhill`` logger at WARNING for the call, then as it was."""
+    quiet = not progressbar
+    old_level = log.level
+    if quiet:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
     finally:
         if quiet:
             log.setLevel(old_level)
-    if return_monitors:
-        return point, history
-    return point
+
+
+def _optimizer(algo, problem, monitor_gradients, mode):
+    """The optimizer of the model's -logp (refusing a full-batch method on mini-batches)."""
+    _check_minibatch_algorithm(algo, problem)
+    return build(algo, problem.loss, params=problem.params, inputs=[],
+                 updates=problem.rng_updates, monitors=problem.monitors,
+                 monitor_gradients=monitor_gradients, mode=mode)
+
+
+def _default_hyperparameters(key, kwargs):
+    """Fill in find_map's learning rate and other defaults for the algorithm ``key``, in place."""
+    if kwargs.get('learning_rate') is None:
+        kwargs.pop('learning_rate', None)
+        if DEFAULT_LEARNING_RATES.get(key) is not None:
+            kwargs['learning_rate'] = DEFAULT_LEARNING_RATES[key]
+    for name, value in DEFAULT_HYPERS.get(key, {}).items():
+        kwargs.setdefault(name, value)
+
+
+def _log_done(problem, history, started):
+    """One log line: the updates, the time and (without mini-batches) the best -logp."""
+    if problem.stochastic:
+        log.info('find_map: %d updates on mini-batches in %.2f s', len(history),
+                 time.perf_counter() - started)
+    else:
+        log.info('find_map: %d updates in %.2f s, best -logp %.10g', len(history),
+                 time.perf_counter() - started, min(v['loss'] for _, v in history))
 
 
 #: ``pm.find_MAP``'s ``method`` names (SciPy's) that have a downhill algorithm, lower-cased.

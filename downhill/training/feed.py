@@ -13,7 +13,6 @@ import functools
 
 import numpy as np
 
-from ..backend import compile as compiling
 from ..core import graph
 from . import diagnose
 from .dataset import Batches, Passes
@@ -47,14 +46,17 @@ def pass_runner(fn, feed, data, names):
     A fixed list of batches (``Batches``: ``None``, ``[[...], ...]``) is checked
     and converted once, here, instead of at every step; a single batch (the
     full-batch case, one update per iteration) gets a pass without a loop.
-    While ``fn`` is still compiling in the background
-    (:class:`downhill.compile.Background`), each call runs the version its
-    count of calls says; once the final one runs, the runner made for it takes over.
+    While ``fn`` is still compiling in the background (a
+    :class:`downhill.backend.compile.Background`, known by its ``settled()``),
+    each call runs the version its count of calls says; once the final one
+    runs, the runner made for it takes over.
     """
-    if isinstance(fn, compiling.Background):
-        if fn.settled() is None:
+    settled = getattr(fn, 'settled', None)
+    if settled is not None:
+        final = settled()
+        if final is None:
             return _switching_runner(fn, feed, data, names)
-        fn = fn.final
+        fn = final
     monitors = _monitor_maker(tuple(names))
     explain = getattr(feed, 'explain', None)
     if isinstance(data, Batches):
