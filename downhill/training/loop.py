@@ -128,9 +128,8 @@ class Run:
                 if stop_on_nonfinite:
                     # one sum is non-finite if any monitor is: the cheap test first
                     if not isfinite(sum(training.values())):
-                        bad = nonfinite.first_nonfinite(training)
-                        if bad is not None:
-                            reason = nonfinite.reason('training', bad, training[bad], iteration)
+                        reason = self._nonfinite(training, iteration)
+                        if reason is not None:
                             break
                 elif skipped is not None:
                     skip_log(iteration, int(skipped.get_value(borrow=True)))
@@ -140,10 +139,7 @@ class Run:
                 try:
                     yield training, validation
                 except GeneratorExit:
-                    # the caller stopped iterating: this is a clean point to save
-                    signals.active = True
-                    if path is not None:
-                        self.write_checkpoint()
+                    self._closed()
                     raise
                 signals.active = True
             # still with the handlers: a Ctrl-C now waits for the final checkpoint
@@ -155,6 +151,16 @@ class Run:
             signals.uninstall()
             state.release()
             progress.close()
+
+    def _nonfinite(self, training, iteration):
+        bad = nonfinite.first_nonfinite(training)
+        return None if bad is None else nonfinite.reason('training', bad, training[bad], iteration)
+
+    def _closed(self):
+        """The caller stopped iterating: a clean point to save."""
+        self.signals.active = True
+        if self.path is not None:
+            self.write_checkpoint()
 
     def _start(self):
         """The runners of this run, and the start: projected onto the constraints, the best so far."""
