@@ -33,28 +33,10 @@ import pytensor
 import pytensor.tensor as pt
 
 from .. import _compat
-from ..training.dataset import Dataset, _take
 
 log = logging.getLogger('downhill')
 
-__all__ = ['FlatObjective', 'all_batches']
-
-
-def all_batches(data):
-    """Every batch of ``data`` (a :func:`~downhill.dataset.as_dataset` result), as a list.
-
-    A :class:`~downhill.Dataset` of arrays gives all its batches whatever its
-    ``iteration_size``; a callable or an iterable gives the batches of one
-    pass, drawn now.
-    """
-    slices = getattr(data, '_slices', None) if isinstance(data, Dataset) else None
-    if slices is not None and getattr(data, '_callable', None) is None:
-        batches = [[_take(x, where) for x, where in zip(data._inputs, parts)] for parts in slices]
-    else:
-        batches = [list(batch) for batch in data]
-    if not batches:
-        raise ValueError(f'{data.name} produced no batches')
-    return batches
+__all__ = ['FlatObjective']
 
 
 class FlatObjective:

@@ -16,7 +16,7 @@ import pytensor.tensor as pt
 from ..backend import compile as compiling
 from ..core import graph, hyperparams
 from ..training import feed
-from ..training.loop import StopTraining  # noqa: F401 -- where algorithms import it from
+from ..core.stopping import StopTraining  # noqa: F401 -- where algorithms found it
 from . import registry
 from .hyperparameters import CLIP_SYNONYMS, LOOP_KEYWORDS, Hyperparameters  # noqa: F401
 from .problem import ProblemChecks

@@ -58,6 +58,11 @@ def hyperparameters(cls, common=True):
     return {**own, **shared} if common else own
 
 
+def common_hyperparameters():
+    """The hyperparameters every algorithm has (``learning_rate``, ``momentum``...), with defaults."""
+    return dict(_prepare_parameters(Hyperparameters))
+
+
 def loop_keywords(cls):
     """The keywords of the training loop (``patience``, ...) with their defaults.
 

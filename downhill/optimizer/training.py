@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core import graph, hyperparams, nonfinite
 from ..training import checkpoint as checkpoints, loop
-from ..training.dataset import as_dataset
+from ..training.dataset import all_batches, as_dataset
 from ..training.feed import pass_runner
 
 from .updates import _assign
@@ -18,6 +18,10 @@ log = logging.getLogger('downhill')
 
 class Training:
     """The training side of :class:`~downhill.optimizer.base.Optimizer`."""
+
+    #: Whether each iteration uses every batch of the training data (a
+    #: full-batch method): the loop then draws them all once, before the first.
+    takes_all_batches = False
 
 
     def set_params(self, targets='best'):
@@ -236,6 +240,8 @@ class Training:
         self.patience, self.validate_every, self.min_improvement = patience, validate_every, min_improvement
         self._prepare(**kwargs)
         train = as_dataset(train, 'train', batch_size)
+        if self.takes_all_batches:  # a full-batch method: every batch, drawn once, each iteration
+            train = as_dataset(all_batches(train), 'train')
         valid = train if valid is None else as_dataset(valid, 'valid', batch_size)
         for data in (train, valid):
             if getattr(data, 'iteration_size', 1) == 0:

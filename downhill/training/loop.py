@@ -30,21 +30,13 @@ import time
 import numpy as np
 
 from ..core import graph, nonfinite
+from ..core.stopping import StopTraining
 from . import checkpoint as checkpoints, interrupts
 from .dataset import Dataset, Passes
 from .feed import pass_runner
 from .logs import IMPROVED, Progress, format_monitors
 
 log = logging.getLogger('downhill')
-
-
-class StopTraining(Exception):
-    """Raised by a training runner (``opt._train_runner``) to end the loop.
-
-    Its message is the stopping reason that the loop logs (a full-batch
-    method that has converged, for instance). The parameters of the last
-    update are validated then (they may be the best).
-    """
 
 
 class Run:
@@ -327,4 +319,4 @@ class Undo:
         self.opt._restore_settings(self.settings)
 
 
-__all__ = ['Run', 'StopTraining', 'Undo']
+__all__ = ['Run', 'Undo']

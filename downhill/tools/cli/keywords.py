@@ -1,13 +1,14 @@
 """What the algorithms take, read from the code, and the ``--set`` and ``--algo`` options read against it."""
 
-import inspect
 import re
 
 import click
 
 from ...core import hyperparams
-from ...optimizer import base, registry
+from ...optimizer import registry
+from ...optimizer import hyperparameters as schema
 from ...optimizer.base import Optimizer
+from ...optimizer.hyperparameters import hyperparameters, valid_keywords  # noqa: F401 -- the schema
 from ...optimizer.registry import algorithms as registered_algorithms
 
 __all__ = ['hyperparameters', 'loop_keywords', 'valid_keywords', 'parse_value', 'parse_settings']
@@ -15,59 +16,9 @@ __all__ = ['hyperparameters', 'loop_keywords', 'valid_keywords', 'parse_value', 
 
 # ----------------------------------------------------------- introspection
 
-def _prepare_parameters(klass):
-    """(name, default) of the keywords of ``klass._prepare`` as defined in ``klass`` itself."""
-    prepare = klass.__dict__.get('_prepare')
-    if prepare is None:
-        return []
-    out = []
-    for p in inspect.signature(prepare).parameters.values():
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != 'self':
-            out.append((p.name, p.default))
-    return out
-
-
-def hyperparameters(cls, common=True):
-    """The hyperparameters of an algorithm class, read from its ``_prepare`` methods.
-
-    Walks the class's MRO and reads the signature of every ``_prepare``
-    defined along it, most derived first (so a subclass's default wins).
-
-    Parameters
-    ----------
-    cls : Optimizer subclass
-    common : bool
-        Include those that :class:`downhill.Optimizer` itself defines
-        (``learning_rate``, ``momentum``, ...). Default True.
-
-    Returns
-    -------
-    dict
-        Keyword name to default value, the algorithm's own first.
-    """
-    own, shared = {}, {}
-    for klass in cls.__mro__:
-        for name, default in _prepare_parameters(klass):
-            target = shared if klass is Optimizer else own
-            if name not in own and name not in shared:
-                target[name] = default
-    if not common:
-        return own
-    return {**own, **shared}
-
-
 def loop_keywords():
     """The keywords of :meth:`downhill.Optimizer.iterate` itself (``patience``, ...) with defaults."""
-    out = {}
-    for p in inspect.signature(Optimizer.iterate).parameters.values():
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ('self', 'train', 'valid'):
-            out[p.name] = p.default
-    return out
-
-
-def valid_keywords(cls):
-    """Every keyword that ``iterate()`` accepts for an algorithm class."""
-    return set(hyperparameters(cls)) | set(loop_keywords()) | set(base.CLIP_SYNONYMS)
+    return schema.loop_keywords(Optimizer)
 
 
 def _all_keywords():

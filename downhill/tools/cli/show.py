@@ -9,10 +9,10 @@ import numpy as np
 from .. import landscapes as landscapes_module
 from ...algorithms.second_order import FullBatchOptimizer
 from ...optimizer import registry
-from ...optimizer.base import Optimizer
 from ...optimizer.registry import algorithms as registered_algorithms
 from .group import main
-from .keywords import _algorithm_key, _fmt_default, _prepare_parameters, hyperparameters, loop_keywords
+from ...optimizer.hyperparameters import common_hyperparameters
+from .keywords import _algorithm_key, _fmt_default, hyperparameters, loop_keywords
 
 
 def _plain(text):
@@ -55,7 +55,7 @@ def algorithms_command(name):
         own = hyperparameters(cls, common=False)
         if own:
             click.echo(' ' * (width + 2) + '  '.join(f'{k}={_fmt_default(v)}' for k, v in own.items()))
-    common = {n: d for n, d in _prepare_parameters(Optimizer)}
+    common = common_hyperparameters()
     full = [registry.spelling(k) for k, c in algos.items() if issubclass(c, FullBatchOptimizer)]
     click.echo('\nEvery algorithm' + (f' except the full-batch ones ({", ".join(full)})' if full else '')
                + ' also takes: ' + ', '.join(f'{k}={_fmt_default(v)}' for k, v in common.items()))
