@@ -19,7 +19,7 @@ import itertools
 import pickle
 import time
 
-from ..optimizer import base
+from ..optimizer import base, hyperparameters as schema
 from ..core import hyperparams
 from ..training.logs import quiet
 from .minimize import _wrap
@@ -200,10 +200,9 @@ def _known_keywords(algo):
         classes = [base.lookup(algo)]
     elif isinstance(algo, type) and issubclass(algo, base.Optimizer):
         classes = [algo]
-    names = set(BUILD_KEYWORDS) | set(DATA_KEYWORDS)
-    names |= set(inspect.signature(base.Optimizer.iterate).parameters) - {'self', 'kwargs'}
+    names = set(BUILD_KEYWORDS) | set(DATA_KEYWORDS) | {'train', 'valid'}
     for cls in classes:
-        names |= cls._valid_keywords(object.__new__(cls))
+        names |= schema.valid_keywords(cls)
     return names
 
 
