@@ -39,7 +39,7 @@ class AdamW(Adam):
        regularization." ICLR. arXiv:1711.05101.
     """
 
-    _decoupled_weight_decay = True
+    decoupled_weight_decay = True
 
     def _prepare(self, weight_decay=0.01, **kwargs):
         super()._prepare(weight_decay=weight_decay, **kwargs)

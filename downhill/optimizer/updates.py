@@ -21,6 +21,9 @@ log = logging.getLogger('downhill')
 class UpdateAssembly:
     """The update assembly of :class:`~downhill.optimizer.base.Optimizer`."""
 
+    #: Whether the algorithm applies ``weight_decay`` itself, decoupled from the
+    #: gradient (AdamW); otherwise it is added to the gradient here (L2).
+    decoupled_weight_decay = False
 
     def _differentiate(self):
         """Each parameter with its gradient, clipped or rescaled as configured."""
@@ -29,7 +32,7 @@ class UpdateAssembly:
                 grad = transforms.clip_gradient_elements(grad, self._hyper('_max_gradient_elem', param))
             elif self.max_gradient_norm > 0:
                 grad = transforms.rescale_gradient_norm(grad, self._hyper('_max_gradient_norm', param))
-            if self.weight_decay > 0 and not getattr(self, '_decoupled_weight_decay', False):
+            if self.weight_decay > 0 and not self.decoupled_weight_decay:
                 grad = transforms.add_weight_decay(grad, param, self._hyper('_weight_decay', param))
             yield param, grad
 
