@@ -1,5 +1,7 @@
 """build(), the registry, hyperparameter attributes (ported from the old suite)."""
 
+import os
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -269,3 +271,22 @@ def test_gradient_norm_clipping_survives_graph_rewrites():
     u = pytensor.shared(np.array(-3.0), name='u')
     project = pytensor.function([], prox.unit_norm()(u, 1.0), mode=rewritten)
     assert project() == -1.0
+
+
+def test_the_architecture_pages_new_algorithm_registers_and_runs():
+    """docs/architecture.rst: a rule of its own, with a hyperparameter every layer knows."""
+    import re
+    from downhill.optimizer.hyperparameters import hyperparameters
+    page = os.path.join(os.path.dirname(__file__), '..', 'docs', 'architecture.rst')
+    block = re.findall(r'\.\. code-block:: python\n\n((?:   .*\n|\n)+)', open(page).read())[0]
+    namespace = {}
+    exec('\n'.join(line[3:] for line in block.splitlines()), namespace)
+    try:
+        assert list(hyperparameters(namespace['SignSGD'], common=False)) == ['scale']
+        x = pytensor.shared(np.array([3.0, -2.0]), name='x')
+        downhill.build('signsgd', pt.sqr(x).sum()).minimize(None, learning_rate=0.1, scale=2.0,
+                                                           max_updates=10)
+        # ten steps of 0.2 toward 0: 1 and 0, up to the rounding of ten subtractions
+        np.testing.assert_allclose(x.get_value(), [1.0, 0.0], rtol=0, atol=10 * np.finfo(float).eps * 3)
+    finally:
+        downhill.optimizer.registry.unregister('signsgd')
