@@ -38,7 +38,7 @@ from .tools.multistart import multistart
 from .algorithms.second_order import BFGS, LBFGS, NewtonCG
 from .tools.sweep import sweep
 
-__version__ = '0.6.0'
+from ._version import __version__
 
 __all__ = [
     'DataError',

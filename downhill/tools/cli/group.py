@@ -2,7 +2,7 @@
 
 import click
 
-from ... import __version__
+from ..._version import __version__
 
 
 @click.group(context_settings={'help_option_names': ['-h', '--help'], 'max_content_width': 100})
