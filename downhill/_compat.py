@@ -22,10 +22,19 @@ from pytensor.tensor.random.op import RandomVariable
 log = logging.getLogger('downhill')
 
 PYTENSOR_VERSION = tuple(int(p) for p in pytensor.__version__.split('.')[:2] if p.isdigit())
+#: The PyTensor versions this module is checked against (the package's dependency pins the
+#: same range); each use of an internal below has a fallback to the public path outside it.
+SUPPORTED = ((2, 38), (3, 99))
+
+
+def supported(version=None):
+    """Whether PyTensor ``version`` (``(major, minor)``; default the running one) is supported."""
+    version = PYTENSOR_VERSION if version is None else version
+    return SUPPORTED[0] <= version <= SUPPORTED[1]
 
 __all__ = [
     'DisconnectedInputError', 'RandomVariable', 'ancestors', 'applys_between', 'explicit_graph_inputs',
-    'failing_node',
+    'failing_node', 'supported',
     'graph_inputs', 'hessian_vector', 'l2_norm', 'random_normal', 'shared_generator',
 ]
 
