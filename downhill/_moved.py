@@ -42,6 +42,13 @@ class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         return None  # a placeholder, replaced in sys.modules by exec_module
 
+    def get_code(self, fullname):
+        # ``python -m downhill.cli``: runpy runs this code as __main__; it runs the new module so
+        package, _, old = fullname.partition('.')
+        target = f'{package}.{MOVED[old]}'
+        return compile(f'import runpy\nrunpy.run_module({target!r}, run_name="__main__", alter_sys=True)\n',
+                       f'<{fullname}: {target}>', 'exec')
+
     def exec_module(self, module):
         # the import system returns what sys.modules holds under the name after this
         package, _, old = module.__name__.partition('.')
