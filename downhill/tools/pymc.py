@@ -129,51 +129,43 @@ PATIENCE = 5
 MINIBATCH_PATIENCE = 50
 
 
-def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
-             include_transformed=True, return_monitors=False, monitors=(),
-             monitor_gradients=False, max_updates=20000, patience=None, validate_every=10,
-             min_improvement=0, anneal=3, anneal_factor=0.1, seed=None, progressbar=True,
-             mode=None, **kwargs):
+def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False, include_transformed=True,
+             return_monitors=False, monitors=(), monitor_gradients=False, max_updates=20000,
+             patience=None, validate_every=10, min_improvement=0, anneal=3, anneal_factor=0.1,
+             seed=None, progressbar=True, mode=None, **kwargs):
     """Find the maximum a posteriori (MAP) point of a PyMC model with a downhill algorithm.
 
-    A drop-in alternative to :func:`pymc.find_MAP`: the model's negative
-    log-posterior is minimized over its free continuous variables in PyMC's
-    unconstrained (transformed) space, from ``model.initial_point()`` (or
-    ``start``), and the result is returned in ``pm.find_MAP``'s format. It runs
-    in stages, each one call of :meth:`downhill.Optimizer.iterate` that stops
-    after ``patience`` validations without progress, the learning rate lowered
-    between stages (:doc:`/pymc` tells how, and how ``pm.Minibatch`` models go).
+    A drop-in alternative to :func:`pymc.find_MAP`: the negative log-posterior
+    is minimized over the free continuous variables in PyMC's unconstrained
+    space, from ``model.initial_point()`` (or ``start``), in stages of
+    :meth:`downhill.Optimizer.iterate` with a falling learning rate (see
+    :doc:`/pymc`, also for ``pm.Minibatch`` models), in ``pm.find_MAP``'s format.
 
     Parameters
     ----------
-    model : pymc.Model, optional
-        The model (default: the one of the enclosing ``with`` block).
+    model, vars : pymc.Model, list of random variables, optional
+        The model (default: the enclosing ``with`` block's) and the variables
+        to optimize (default: every free continuous one).
     algo : str
         A downhill algorithm (``'adam'``, the default; any other, full-batch
         ``'lbfgs'``, ``'bfgs'`` and ``'newton-cg'`` too; or a registered
         :class:`downhill.Optimizer` subclass), or a ``pm.find_MAP`` method that
         has a counterpart (:data:`FIND_MAP_METHODS`: ``'L-BFGS-B'`` is
-        ``'lbfgs'``...; the log says so). Its other methods are refused.
+        ``'lbfgs'``...; the log says so). The others are refused, naming the ones to use.
     start : dict, optional
         Starting values by name, as for ``pm.find_MAP`` (transformed ones under
         the value variable's name, e.g. ``sigma_log__``); the rest come from the
         model's initial point. Variables not optimized stay at these values.
-    vars : list of random variables, optional
-        The variables to optimize (default: every free continuous one).
     jacobian : bool
-        Add the log-Jacobian of the transforms: ``False`` (as ``pm.find_MAP``)
-        finds the mode of the density of the constrained variables, ``True``
-        the mode in the unconstrained space (for a constrained mode on a boundary).
-    include_transformed : bool
-        Also return the transformed values (``sigma_log__``), as ``pm.find_MAP``.
-    return_monitors : bool
-        Return ``(point, history)``, the ``(train_monitors, valid_monitors)``
-        pairs that :meth:`~downhill.Optimizer.iterate` yielded, one per update.
-    monitors : dict or sequence of (name, expression) pairs
-        Scalars computed at every update, after ``'loss'`` (-logp): expressions
-        of the model's variables, or the name of a scalar one.
-    monitor_gradients : bool
-        Add ``grad(NAME)``, the squared gradient norm of each value variable.
+        Add the log-Jacobian of the transforms: ``False`` (as ``pm.find_MAP``) is the constrained
+        mode, ``True`` the mode in the unconstrained space (which exists where the other is on a boundary).
+    include_transformed, return_monitors : bool
+        Also return the transformed values (``sigma_log__``), as ``pm.find_MAP``; return
+        ``(point, history)``, the ``(train_monitors, valid_monitors)`` pair of every update.
+    monitors, monitor_gradients : dict or sequence of (name, expression) pairs, bool
+        Scalars computed at every update after ``'loss'`` (-logp): expressions of
+        the model's variables or names of scalar ones; and ``grad(NAME)``, the
+        squared gradient norm of each value variable.
     max_updates, patience, validate_every, min_improvement : int, int, int, float
         The budget of updates over all stages (20000), and when a stage stops
         (:meth:`downhill.Optimizer.iterate`): :data:`PATIENCE`
@@ -181,12 +173,11 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     anneal, anneal_factor : int, float
         How many times the learning rate is multiplied by ``anneal_factor``:
         3 and 0.1 (0: one stage, as always for the full-batch methods).
-    seed : int, optional
-        Seeds the initial point and the random draws of ``pm.Minibatch``.
-    progressbar : bool
-        ``False`` silences the ``downhill`` logger's progress during the call.
+    seed, progressbar : int or None, bool
+        The seed of the initial point and of the ``pm.Minibatch`` draws; ``False``
+        silences the ``downhill`` logger's progress during the call.
     mode : str or pytensor Mode, optional
-        The compile mode (default: PyTensor's), with PyMC's rewrite of checks.
+        The compile mode (default: PyTensor's), with PyMC's rewrite of parameter checks to ``-inf``.
     **kwargs
         The algorithm's hyperparameters, as for :meth:`~downhill.Optimizer.iterate`
         (unknown ones are errors); unless given, ``learning_rate`` is from
@@ -197,7 +188,12 @@ def find_map(model=None, algo='adam', start=None, vars=None, *, jacobian=False,
     dict, or (dict, list)
         The MAP point by name, as ``pm.find_MAP``: every free random variable
         (constrained), its transformed value and every deterministic; with
-        ``return_monitors=True`` also the history. Raises ImportError without PyMC.
+        ``return_monitors=True`` also the history.
+
+    Raises
+    ------
+    ImportError
+        When PyMC is not installed.
     """
     model = _import_pymc().modelcontext(model)
     with _progress(progressbar):
