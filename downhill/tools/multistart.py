@@ -108,7 +108,7 @@ def multistart(problem, starts=10, algo='lbfgs', params=None, inputs=None, train
     Parameters
     ----------
     problem : loss expression, Landscape, or callable
-        A scalar PyTensor loss; a :class:`downhill.landscapes.Landscape`
+        A scalar PyTensor loss; a :class:`downhill.tools.landscapes.Landscape`
         (its ``loss`` and ``param``); or a function of no arguments
         returning either of these, or a ``(loss, params)`` pair, called
         once here and once in each executor task.

@@ -2,7 +2,7 @@
 
 These functions need matplotlib, which downhill does not install by itself
 (``pip install matplotlib``). They import it only when called, so importing
-:mod:`downhill.plot` always works.
+:mod:`downhill.tools.plot` always works.
 
 Each function draws into a matplotlib ``Axes``: pass ``ax=`` to choose one
 (e.g. in a notebook, ``fig, ax = plt.subplots()``), or leave it out to draw
@@ -10,16 +10,16 @@ into the current axes of :mod:`matplotlib.pyplot`. When no display is
 available and no backend was chosen, pyplot is switched to the
 non-interactive ``Agg`` backend, so saving a figure works on a server.
 
->>> import downhill, downhill.plot
->>> from downhill import landscapes
+>>> import downhill
+>>> from downhill.tools import landscapes, plot
 >>> problem = landscapes.rosenbrock()
 >>> opt = downhill.build('adam', problem.loss)
 >>> path, history = [problem.param.get_value()], []
 >>> for train, valid in opt.iterate(max_updates=300, learning_rate=0.05):
 ...     path.append(problem.param.get_value())
 ...     history.append(train)
->>> ax = downhill.plot.trajectories({'adam': path}, problem)   # doctest: +SKIP
->>> ax = downhill.plot.losses({'adam': history})               # doctest: +SKIP
+>>> ax = plot.trajectories({'adam': path}, problem)   # doctest: +SKIP
+>>> ax = plot.losses({'adam': history})               # doctest: +SKIP
 """
 
 import math
@@ -149,7 +149,7 @@ def trajectories(paths, landscape=None, ax=None, bounds=None, levels=25, log_sca
         shape ``(steps, d)`` (only the first two coordinates are drawn) or
         ``(steps, n_points, d)`` for a landscape that moves many points at
         once. Points that are not finite are left out.
-    landscape : downhill.landscapes.Landscape, optional
+    landscape : downhill.tools.landscapes.Landscape, optional
         Draws filled contours of ``landscape.numpy`` (for more than two
         dimensions, a slice through the global minimum), marks the global
         minimum (or all of them, when ``metadata['all_minima']`` lists
@@ -219,7 +219,7 @@ def _extent(named):
 
 
 def _draw_landscape(ax, landscape, bounds, levels, log_scale, resolution, cmap):
-    """Filled contours of the landscape (a slice through its minimum), a star on each global minimum."""
+    """Filled contours of the landscape (a slice through its minimum), stars on the global minima."""
     minimum = np.asarray(landscape.minimum, dtype=float)
     centre = minimum.reshape(-1, minimum.shape[-1])[0]
     gx, gy, values = _grid(landscape, bounds, centre, resolution)
@@ -238,7 +238,7 @@ def _draw_landscape(ax, landscape, bounds, levels, log_scale, resolution, cmap):
 
 
 def _log_contours(ax, gx, gy, shifted, levels, cmap):
-    """Contours of ``f - min f`` spaced logarithmically: the floor of a valley shows as well as its walls."""
+    """Contours of ``f - min f``, spaced logarithmically: a valley's floor shows as well as its walls."""
     from matplotlib import colors as mcolors
 
     positive = shifted[shifted > 0]
@@ -376,7 +376,7 @@ def race(landscape, paths, histories, path=None, title=None, figsize=(12, 5.2), 
 
     Parameters
     ----------
-    landscape : downhill.landscapes.Landscape
+    landscape : downhill.tools.landscapes.Landscape
         The landscape raced on.
     paths : dict
         ``{name: points}``, as for :func:`trajectories`.

@@ -97,7 +97,7 @@ def run_race(problem, algo, steps, hypers=None, start=None, tol=1e-3, mode=None,
 
     Parameters
     ----------
-    problem : downhill.landscapes.Landscape
+    problem : downhill.tools.landscapes.Landscape
     algo : str
         The algorithm's name.
     steps : int

@@ -7,7 +7,7 @@ about the problem: where its global minimum is, the value there, plotting
 bounds, and a pure-NumPy evaluator of the same function for contour plots and
 cross-checks.
 
->>> from downhill import landscapes
+>>> from downhill.tools import landscapes
 >>> problem = landscapes.rosenbrock()
 >>> problem.param.get_value()
 array([-1.2,  1. ])
