@@ -1,6 +1,6 @@
 """A refused call changes nothing; errors name the argument or input; modes are checked at build.
 
-Each test is a case users (and a hostile campaign) hit: the call used to
+Each test is a case users hit: the call used to
 fail inside the loop after it had changed the optimizer, or with a message
 from NumPy or PyTensor that named no argument.
 """
