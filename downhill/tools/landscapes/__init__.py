@@ -31,14 +31,17 @@ Each call returns a fresh shared variable.
 
 The package is standalone: it depends on NumPy and PyTensor only. The
 container and its helpers are in :mod:`.base`, the classic functions in
-:mod:`.classic`, the Gaussian wells in :mod:`.wells`, the table of names
-in :mod:`.registry`.
+:mod:`.classic`, the Gaussian wells in :mod:`.wells`; the table of names
+and :func:`get` are here.
 """
+
+from __future__ import annotations
+
+from typing import Callable
 
 from .base import Landscape
 from .classic import (STYBLINSKI_TANG_ARGMIN, STYBLINSKI_TANG_MIN, ackley, beale, himmelblau,
                       quadratic, rastrigin, rosenbrock, styblinski_tang)
-from .registry import LANDSCAPES, get
 from .wells import gaussian_wells
 
 __all__ = [
@@ -56,3 +59,52 @@ __all__ = [
     "STYBLINSKI_TANG_ARGMIN",
     "STYBLINSKI_TANG_MIN",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------
+
+#: Map from landscape name to factory.
+LANDSCAPES: dict[str, Callable[..., Landscape]] = {
+    "rosenbrock": rosenbrock,
+    "ackley": ackley,
+    "rastrigin": rastrigin,
+    "beale": beale,
+    "himmelblau": himmelblau,
+    "styblinski_tang": styblinski_tang,
+    "quadratic": quadratic,
+    "gaussian_wells": gaussian_wells,
+}
+
+
+def get(name: str, **kwargs) -> Landscape:
+    """Build a landscape by name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`LANDSCAPES` (case-insensitive; ``-`` may stand for
+        ``_``, as in ``'styblinski-tang'``).
+    **kwargs
+        Passed to the factory, e.g. ``d=5`` or ``dtype='float32'``.
+
+    Returns
+    -------
+    Landscape
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known landscape; the message lists valid names.
+    """
+    key = name
+    if isinstance(name, str):
+        key = name.strip().lower().replace("-", "_")
+    try:
+        factory = LANDSCAPES[key]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown landscape {name!r}; valid names are: "
+            f"{', '.join(sorted(LANDSCAPES))}") from None
+    return factory(**kwargs)
