@@ -229,7 +229,7 @@ class RaceDirective(SphinxDirective):
 
 def _keyword_table():
     """reST for a table of every keyword iterate() accepts, read from the code."""
-    from downhill import cli
+    from downhill.tools import cli
     algos = downhill.algorithms()
     rows = []
     for key, default in cli.loop_keywords().items():

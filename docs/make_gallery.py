@@ -123,7 +123,7 @@ def _run(args):
     """Run the ``downhill`` command in this process and return what it printed."""
     from click.testing import CliRunner
 
-    from downhill import cli
+    from downhill.tools import cli
 
     result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
     if result.exit_code != 0:
@@ -136,7 +136,7 @@ def _run(args):
 def main(argv):
     if not argv or argv[0].startswith('-'):
         sys.exit('usage: python docs/make_gallery.py OUTPUT_DIR [LANDSCAPE...]')
-    from downhill import landscapes
+    from downhill.tools import landscapes
     folder, only = argv[0], argv[1:]
     gallery = Gallery(folder)
     for name in only or landscapes.LANDSCAPES:
