@@ -164,3 +164,11 @@ def test_bare_call_and_mismatched_gradients():
         optimizer([p * 1, p * 2], [p])
     with pytest.raises(ValueError, match='loss_or_grads and params'):
         optimizer(None, [p])
+
+
+def test_a_schedule_runs_inside_pm_fit():
+    # the counter schedules read is among the updates PyMC compiles: it counts PyMC's steps
+    optimizer = updates('sgd', learning_rate=0.01 * downhill.schedules.step(10, 0.5))
+    _fit(optimizer)
+    assert optimizer.optimizer.update_count.get_value() == STEPS
+    assert optimizer.optimizer.learning_rate.eval() == pytest.approx(0.01 * 0.5 ** 3)
