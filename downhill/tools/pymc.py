@@ -16,6 +16,7 @@ from ..optimizer.base import build
 from ..optimizer.registry import algorithm_names, lookup
 from ..training.logs import live_status, quiet
 from ..algorithms.second_order import FullBatchOptimizer
+from .pymc_updates import halflife, updates  # noqa: F401 -- downhill.pymc.updates: an obj_optimizer for pm.fit
 
 log = logging.getLogger('downhill')
 
