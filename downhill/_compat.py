@@ -253,8 +253,8 @@ def precompile(fn, args):
 def with_generated_loops(mode, tags, op_types, register_rewrites):
     """``mode`` including the rewrites tagged ``tags``, when it runs on PyTensor 3's Numba backend.
 
-    Each of ``op_types`` (:class:`downhill.stencil.StencilLoop`,
-    :class:`downhill.fused_sums.ElemwiseSums`) is registered with the backend
+    Each of ``op_types`` (:class:`downhill.backend.stencil.StencilLoop`,
+    :class:`downhill.backend.fused_sums.ElemwiseSums`) is registered with the backend
     first: an op's ``numba_source(node)`` becomes a Numba function calling the
     Numba versions of its ``numba_callees(node)``, cached on disk like
     PyTensor's generated code, and ``register_rewrites()`` puts the rewrites

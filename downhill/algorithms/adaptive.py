@@ -37,7 +37,7 @@ class RProp(Optimizer):
     :math:`\Delta_{max}` (100); as attributes ``step_increase``,
     ``step_decrease``, ``min_step``, ``max_step``.
 
-    For proximal operators (:mod:`downhill.prox`) the step is read as a
+    For proximal operators (:mod:`downhill.core.prox`) the step is read as a
     preconditioned gradient step, :math:`s_t = (\Delta_t / |g_t|)\, g_t`,
     so the per-element step size is :math:`\Delta_t / |g_t|` (the raw
     gradient, before zeroing; :math:`\Delta_t` where :math:`g_t = 0`).
@@ -327,7 +327,7 @@ class Adam(_MomentsMixin, Optimizer):
     ``beta1_halflife`` (7), ``beta2_halflife`` (69), ``rms_regularizer``
     :math:`\epsilon` (1e-8), ``beta1_decay`` (1), ``amsgrad`` (False);
     attributes ``beta1``, ``beta2``, ``epsilon``, ``beta1_decay``,
-    ``amsgrad``. For proximal operators (:mod:`downhill.prox`) the step size
+    ``amsgrad``. For proximal operators (:mod:`downhill.core.prox`) the step size
     is :math:`\alpha / (\sqrt{v_t / (1 - \beta_2^t)} + \epsilon)`.
 
     References

@@ -22,7 +22,7 @@ class SGD(Optimizer):
 
     Hyperparameters: ``learning_rate`` :math:`\alpha` (default 1e-4),
     ``momentum``, ``nesterov``, and the gradient clipping options of
-    :class:`Optimizer`. The proximal step size (:mod:`downhill.prox`) is
+    :class:`Optimizer`. The proximal step size (:mod:`downhill.core.prox`) is
     :math:`\alpha`: with a proximal operator, SGD is proximal gradient
     descent (ISTA).
 

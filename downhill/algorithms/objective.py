@@ -1,6 +1,6 @@
 r"""The loss as a function of one flat vector, over all of a dataset's batches.
 
-Full-batch methods (:mod:`downhill.second_order`) work on a vector
+Full-batch methods (:mod:`downhill.algorithms.second_order`) work on a vector
 :math:`\theta \in \mathbb{R}^n` that holds every parameter, flattened and
 concatenated in the optimizer's order. This module compiles, from the
 optimizer's symbolic loss:

@@ -10,7 +10,7 @@ later one runs:
   fraction of a second but runs each step 50-100x slower.
 - **A quick start** (:class:`Background`, off by default): the first
   :data:`QUICK_UPDATES` updates run through a Python-linker version
-  (:func:`downhill.quick.quick_mode`) of the step while the final version
+  (:func:`downhill.backend.quick.quick_mode`) of the step while the final version
   compiles in a daemon thread; the next update waits for it if it is not
   ready yet, and every later one uses it. The switch comes at that update
   whatever the compiler's speed, so a run repeats bit for bit, cold or warm
@@ -56,8 +56,8 @@ _SPEEDUPS = None  # set by use_speedups(); None: from the environment
 def speedups():
     """Whether downhill's backend speed-ups are on (the default).
 
-    They are downhill's graph rewrites (:mod:`downhill.fusion`), the faster
-    ``tanh`` (:mod:`downhill.fast_tanh`), the lean call and the precompiled
+    They are downhill's graph rewrites (:mod:`downhill.backend.fusion`), the faster
+    ``tanh`` (:mod:`downhill.backend.fast_tanh`), the lean call and the precompiled
     first call (:func:`downhill._compat.lean_caller`,
     :func:`~downhill._compat.precompile`) and glibc's allocator setting
     (:func:`keep_freed_memory`). Off (``DOWNHILL_SPEEDUPS=0`` in the
@@ -112,7 +112,7 @@ def quick_start_fits(params):
     a time, nothing fused or in place, and its temporaries stay in the heap:
     Adam on a 10^6 dimensional Rosenbrock function peaked at 15
     parameter-sized arrays with it and 5 without (``benchmarks/RESULTS_scale.md``;
-    3.5 since the update is folded into the loop, :mod:`downhill.stencil`).
+    3.5 since the update is folded into the loop, :mod:`downhill.backend.stencil`).
     Up to :data:`QUICK_START_MAX_BYTES` of parameters that is a few tens of
     MB at most, once; above it downhill compiles the final step before the
     first update instead (and says so in the log), so the memory stays that

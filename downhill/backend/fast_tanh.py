@@ -28,7 +28,7 @@ function ``x + x^3 P(x^2) / Q(x^2)`` below ``|x| = 0.625``,
 ``tanh`` of the functions downhill compiles, under the same switch.
 
 The Python-linker functions of downhill's quick start compute the same
-formulas with NumPy (:mod:`downhill.quick`). PyTensor's Numba backend compiles
+formulas with NumPy (:mod:`downhill.backend.quick`). PyTensor's Numba backend compiles
 with fast-math flags (contraction into fused multiply-adds, reciprocals), so
 its float64 intermediate values may differ in the last bit: float64 results
 by up to 2 ulp; rounded to float32, the results agree but for inputs within

@@ -1,8 +1,8 @@
 """downhill's own graph rewrites for PyTensor's Numba backend, and the mode that runs them.
 
-- :mod:`downhill.stencil` (tag ``downhill_stencil``): elementwise work over
+- :mod:`downhill.backend.stencil` (tag ``downhill_stencil``): elementwise work over
   shifted slices of vectors, their sums and increments, in one loop;
-- :mod:`downhill.fused_sums` (tag ``downhill_sums``): sums of elementwise
+- :mod:`downhill.backend.fused_sums` (tag ``downhill_sums``): sums of elementwise
   terms added up in the loop that computes them.
 
 Importing downhill changes nothing in PyTensor: :func:`mode_with_fusion`

@@ -1,4 +1,4 @@
-"""What downhill's generated Numba loops share (:mod:`downhill.stencil`, :mod:`downhill.fused_sums`).
+"""What downhill's generated Numba loops share (:mod:`downhill.backend.stencil`, :mod:`downhill.backend.fused_sums`).
 
 Each loop op generates Python source (``numba_source(node)``) that calls the
 Numba versions of PyTensor ops (``numba_callees(node)``), and keeps a Python

@@ -8,7 +8,7 @@ elementwise ops whose scalar op names no NumPy function: the linker runs
 those through ``numpy.frompyfunc``, one Python call per element. The
 gradient of a mean has a ``second`` (fill) the size of the data (0.2 s per
 call on the matrix-factorization benchmark), and ``cast`` and ``clip`` are in
-many graphs (:mod:`downhill.fast_tanh`). The one rewrite of this mode gives
+many graphs (:mod:`downhill.backend.fast_tanh`). The one rewrite of this mode gives
 those and ``identity`` (:data:`NUMPY_VERSIONS`) a NumPy ``perform`` that
 computes the same values.
 """

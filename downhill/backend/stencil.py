@@ -28,7 +28,7 @@ its increments in the same order as before).
 
 The rewrite is registered in PyTensor's optimizer database under the tag
 ``downhill_stencil``, which no mode includes by default;
-:func:`downhill.fusion.mode_with_fusion` adds it to a Numba mode (PyTensor 3 only).
+:func:`downhill.backend.fusion.mode_with_fusion` adds it to a Numba mode (PyTensor 3 only).
 """
 
 from typing import NamedTuple

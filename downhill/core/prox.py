@@ -12,7 +12,7 @@ After the algorithm's step (and momentum) gives a parameter's new value
 :math:`\tilde p`, each operator listed for it is applied in turn:
 :math:`p \leftarrow \operatorname{op}_k(\ldots \operatorname{op}_1(\tilde p,
 \eta), \eta)`. This happens in the update pairs themselves, so it holds in
-:meth:`~downhill.Optimizer.iterate`, :func:`downhill.minimize` and any
+:meth:`~downhill.Optimizer.iterate`, :func:`downhill.tools.minimize` and any
 function compiled from :meth:`~downhill.Optimizer.get_updates`, with no extra
 Python call per update.
 

@@ -463,7 +463,7 @@ def reduce_on_plateau(factor=0.5, patience=2, min_improvement=0.0, min_value=0.0
     Keep ``patience`` here below the loop's own ``patience`` (default 5),
     or early stopping ends training before a reduction can help. With
     proximal regularizers, ``'loss'`` is the composite objective (see
-    :mod:`downhill.prox`).
+    :mod:`downhill.core.prox`).
 
     Parameters
     ----------

@@ -64,14 +64,14 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         ``'NUMBA'``, ``'CVM'``, ``'JAX'`` or ``'FAST_COMPILE'``.
     constraints : dict, optional
         Maps a parameter to a projection or proximal operator (or a list of
-        them, applied in order) from :mod:`downhill.prox`, or any callable
+        them, applied in order) from :mod:`downhill.core.prox`, or any callable
         ``(new_value, step_size) -> expression``, applied to the parameter's
         new value inside every update. With regularizers (``prox.l1``...),
         the ``'loss'`` monitor is the composite objective; see
-        :mod:`downhill.prox`.
+        :mod:`downhill.core.prox`.
     quick_start : bool, optional
         When ``mode`` compiles code (Numba, C, JAX), run the first
-        :data:`downhill.compile.QUICK_UPDATES` (50) updates through a
+        :data:`downhill.backend.compile.QUICK_UPDATES` (50) updates through a
         Python-linker version of each function while the final one compiles
         in a background thread; the next update waits for it if it is not
         ready yet (default False: compile before the first update). The
@@ -79,14 +79,14 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
         repeats bit for bit either way, but the two versions round
         differently: a quick-start run and a ``quick_start=False`` run differ
         in the last bits. Parameters over 4 MiB never get a quick start
-        (:func:`downhill.compile.quick_start_fits`). See :mod:`downhill.compile`.
+        (:func:`downhill.backend.compile.quick_start_fits`). See :mod:`downhill.backend.compile`.
     fast_tanh : bool, optional
-        Compute every float32 ``tanh`` with :func:`downhill.fast_tanh.rational_tanh`
+        Compute every float32 ``tanh`` with :func:`downhill.backend.fast_tanh.rational_tanh`
         (default True): a rational function evaluated in float64, correctly
         rounded for all but 2 in a million inputs, several times faster than the
         scalar C-library call PyTensor's Numba and C backends make, which is
         off by up to 2 ulp; and every float64 ``tanh`` with
-        :func:`downhill.fast_tanh.exp_tanh` (a rational function or one ``exp``,
+        :func:`downhill.backend.fast_tanh.exp_tanh` (a rational function or one ``exp``,
         3x faster, within 1.34 ulp where PyTensor's is off by up to 2.09).
         False keeps PyTensor's ``tanh``; the JAX, PyTorch and MLX modes are
         never changed.
@@ -237,7 +237,7 @@ class Optimizer(ProblemChecks, Hyperparameters, UpdateAssembly, Training):
         return compiling.prepare(self._mode, self._fast_tanh, *groups)
 
     def _function(self, updates, name):
-        """Compile ``self._inputs`` -> monitors with ``updates``, as :mod:`downhill.compile` decides.
+        """Compile ``self._inputs`` -> monitors with ``updates``, as :mod:`downhill.backend.compile` decides.
 
         Every explicit input reaches the function through :func:`downhill.training.feed.feeder`
         (exact dtype, ndim and static shape), so for dense tensor inputs

@@ -36,7 +36,7 @@ def hyperparameters(cls, common=True):
     passes the rest on, so the keywords of every ``_prepare`` defined along
     it are the algorithm's, most derived first (a subclass's default wins).
     The iterate() keywords, the CLI's ``--set`` and ``downhill algorithms``,
-    :func:`downhill.sweep` and the docs' tables all read this.
+    :func:`downhill.tools.sweep` and the docs' tables all read this.
 
     Parameters
     ----------
@@ -111,7 +111,7 @@ class Hyperparameters:
         return transforms.as_dtype(value, param.dtype)
 
     def _set_schedulable(self, name, value, label):
-        """A hyperparameter given as a number or a :class:`~downhill.schedules.Schedule`.
+        """A hyperparameter given as a number or a :class:`~downhill.core.schedules.Schedule`.
 
         A number is held by :meth:`_set_hyper`. A schedule's numbers are held
         in shared scalars ``name.NUMBER`` and its value is an expression of
@@ -147,7 +147,7 @@ class Hyperparameters:
         Subclasses read their own keywords in their own ``_prepare`` and pass
         the rest on; whatever reaches this method unread is an error.
         ``learning_rate`` and ``momentum`` may be schedules
-        (:mod:`downhill.schedules`); then the attribute is an expression
+        (:mod:`downhill.core.schedules`); then the attribute is an expression
         (``opt.learning_rate.eval()`` is the value the next update uses).
         """
         for old in CLIP_SYNONYMS:

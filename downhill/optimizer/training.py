@@ -77,7 +77,7 @@ class Training:
     def save(self, path):
         """Write a checkpoint: everything needed to continue this optimization exactly.
 
-        The file (see :mod:`downhill.checkpoint`) holds the parameters, the
+        The file (see :mod:`downhill.training.checkpoint`) holds the parameters, the
         best parameters, every piece of algorithm state, the random
         generators' states, the hyperparameters, and, once :meth:`iterate`
         has run, the loop's counters and the position and shuffling state of
@@ -196,7 +196,7 @@ class Training:
             ``'stop'`` (default) stops, logs where, and restores the best
             parameters; ``'skip'`` makes the compiled step discard any update
             whose loss, gradients or new parameters are not finite, counts
-            and logs them, and continues. See :mod:`downhill.nonfinite`.
+            and logs them, and continues. See :mod:`downhill.core.nonfinite`.
         **kwargs
             Hyperparameters: ``learning_rate``, ``momentum``, ``nesterov``,
             ``max_gradient_norm``, ``max_gradient_elem`` and the algorithm's

@@ -57,7 +57,7 @@ class UpdateAssembly:
         accumulates motion that the constraint undoes.
 
         With ``on_nonfinite='skip'`` every pair is guarded as in
-        :meth:`iterate` (see :mod:`downhill.nonfinite`): a step with a
+        :meth:`iterate` (see :mod:`downhill.core.nonfinite`): a step with a
         non-finite loss or gradient changes nothing.
 
         Returns

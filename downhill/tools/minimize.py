@@ -33,7 +33,7 @@ def minimize(loss, train, valid=None, params=None, inputs=None, algo='rmsprop', 
         Validation data (default: ``train``).
     params, inputs, updates, monitors, monitor_gradients, mode, constraints, quick_start, fast_tanh
         As for :func:`downhill.build` (``constraints``: projections and
-        proximal operators from :mod:`downhill.prox`).
+        proximal operators from :mod:`downhill.core.prox`).
     algo : str
         The algorithm's name. Default ``'rmsprop'``.
     batch_size : int

@@ -52,7 +52,7 @@ def updates(algo, **hyperparameters):
     ``hyperparameters`` are ``algo``'s (as for :meth:`downhill.Optimizer.iterate`),
     held in shared scalars (``opt.optimizer.learning_rate.set_value(...)``
     between two ``fit`` calls recompiles nothing): numbers, schedules
-    (:mod:`downhill.schedules`, evaluated in PyMC's step from downhill's
+    (:mod:`downhill.core.schedules`, evaluated in PyMC's step from downhill's
     update counter, which the step increments; ``reduce_on_plateau`` is fed
     by :meth:`PyMCOptimizer.plateau_callback`), per-parameter clipping
     (``max_gradient_norm``, ``max_gradient_elem``) of the objective's

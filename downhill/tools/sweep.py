@@ -26,11 +26,11 @@ from .minimize import _wrap
 
 #: Keywords of :func:`downhill.build` (``algo`` included).
 BUILD_KEYWORDS = tuple(inspect.signature(base.build).parameters)
-#: Keywords that say what the data is, as in :func:`downhill.minimize`.
+#: Keywords that say what the data is, as in :func:`downhill.tools.minimize`.
 DATA_KEYWORDS = ('train', 'valid', 'batch_size', 'train_batches', 'valid_batches')
 #: What only the problem (``build_args``) may give, not the grid.
 PROBLEM_ONLY = ('loss', 'params', 'inputs', 'updates', 'train', 'valid')
-#: :func:`downhill.minimize`'s default algorithm.
+#: :func:`downhill.tools.minimize`'s default algorithm.
 DEFAULT_ALGO = 'rmsprop'
 
 
@@ -81,7 +81,7 @@ def sweep(build_args, grid, executor=None, **kwargs):
     Parameters
     ----------
     build_args : dict or callable
-        The problem: a dict of the arguments of :func:`downhill.minimize`
+        The problem: a dict of the arguments of :func:`downhill.tools.minimize`
         (``loss`` required; ``train``, ``valid``, ``params``, ``inputs``,
         ``monitors``, ``algo``, ``batch_size``...), or a function of no
         arguments that returns such a dict. With an executor it is pickled

@@ -1,7 +1,7 @@
 r"""Full-batch second-order methods: L-BFGS, BFGS and Newton-CG.
 
 These optimizers run through the same :meth:`~downhill.Optimizer.iterate`
-and :func:`downhill.minimize` loop as the stochastic ones (one yield per
+and :func:`downhill.tools.minimize` loop as the stochastic ones (one yield per
 iteration, validation, patience, ``max_updates``, best parameters
 restored), but an *iteration* is different:
 
@@ -20,9 +20,9 @@ restored), but an *iteration* is different:
   ``max_updates``.
 
 All parameters (of any shapes and float dtypes) are packed into one float64
-vector internally (:class:`~downhill.objective.FlatObjective`) and written
+vector internally (:class:`~downhill.algorithms.objective.FlatObjective`) and written
 back to the shared variables after every iteration. Simple bounds given as
-``constraints=`` (:func:`downhill.prox.box`, :func:`downhill.prox.nonnegative`)
+``constraints=`` (:func:`downhill.core.prox.box`, :func:`downhill.core.prox.nonnegative`)
 are handled by the quasi-Newton methods with a projected, L-BFGS-B-like
 active-set step; any other constraint is refused.
 

@@ -165,7 +165,7 @@ class FullBatchOptimizer(Optimizer, abstract=True):
     def _check_host_state(self, arrays):
         """Raise a ValueError naming the first host array that does not fit this optimizer.
 
-        Called by :func:`downhill.checkpoint.check` before anything changes.
+        Called by :func:`downhill.training.checkpoint.check` before anything changes.
         No arrays (a checkpoint written before the first iteration, or by an
         older downhill) is fine: the curvature memory then starts afresh.
         """
@@ -357,7 +357,7 @@ class FullBatchOptimizer(Optimizer, abstract=True):
         return np.clip(x, self._lower, self._upper)
 
     def _step(self, objective):
-        """Make one iteration from ``self._x``; return the new :class:`~downhill.linesearch.Point`."""
+        """Make one iteration from ``self._x``; return the new :class:`~downhill.algorithms.linesearch.Point`."""
         raise NotImplementedError
 
 

@@ -78,17 +78,17 @@ class LBFGS(_QuasiNewton):
 
     with :math:`\rho_i = 1 / y_i^\top s_i`, and :math:`d_k = -r`. The step
     :math:`x_{k+1} = x_k + \alpha d_k` meets the strong Wolfe conditions
-    (:func:`downhill.linesearch.strong_wolfe`, :math:`c_1 = 10^{-4}`,
+    (:func:`downhill.algorithms.linesearch.strong_wolfe`, :math:`c_1 = 10^{-4}`,
     :math:`c_2 = 0.9`), trying :math:`\alpha = 1` first (and a step of
     length 1 at most on the first iteration). A pair with
     :math:`s^\top y \le \epsilon\, y^\top y` is not stored.
 
-    **Bounds.** With ``constraints=`` of :func:`downhill.prox.box` or
-    :func:`downhill.prox.nonnegative`, elements at a bound whose gradient
+    **Bounds.** With ``constraints=`` of :func:`downhill.core.prox.box` or
+    :func:`downhill.core.prox.nonnegative`, elements at a bound whose gradient
     points outwards are held (their direction is 0, as in the active-set
     projected quasi-Newton method of [Kim10]_), and the step backtracks
     along the projected arc :math:`P(x_k + \alpha d_k)` until the Armijo
-    condition holds (:func:`downhill.linesearch.projected_backtracking`).
+    condition holds (:func:`downhill.algorithms.linesearch.projected_backtracking`).
     The gradient tolerance applies to the projected gradient
     :math:`P(x - g) - x`.
 
