@@ -9,8 +9,8 @@ also with the speed-ups off), the examples, the rewrites on generated graphs,
 the repeat runs of ``test_reproducible`` and the JAX route (with the ``jax``
 extra). Set DOWNHILL_TEST_MODE to run the others in another mode too.
 
-How long (2 cores, AMD EPYC): ``python -m pytest`` took 8 min 53 s and 9 min 33 s (two runs) with a
-warm compile cache (``~/.pytensor``), in a fresh venv as CI runs it. On an
+How long (2 cores, AMD EPYC): ``python -m pytest`` took 7 min 50 s (a fresh venv, as CI runs it)
+and 8 min 59 s (beside other work), about 1390 tests, with a warm compile cache (``~/.pytensor``), in a fresh venv as CI runs it. On an
 empty cache each new default-backend graph compiles for 5-20 s first (the
 default-backend math table alone took 8 min cold against 72 s warm).
 ``python -m pytest -m "not compiled"`` leaves out the ~120 default-backend
